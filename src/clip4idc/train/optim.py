@@ -1,0 +1,107 @@
+"""The authors' optimiser: BertAdam from UniVL/CLIP4Clip, and its parameter groups.
+
+It differs from torch's AdamW on purpose, in three places (see DEVIATIONS.md for what we keep):
+1. no bias correction of the moment estimates;
+2. every tensor's gradient is clipped to `max_grad_norm` on its own before the update;
+3. weight decay is added to the Adam update (decoupled, scaled by the scheduled lr),
+   and the lr schedule is applied inside the optimiser from its step count.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from ..params import OptimParams
+
+
+def warmup_cosine(x: float, warmup: float) -> float:
+    # As in the authors' code: cosine over *total* progress x, not over the post-warmup part.
+    return x / warmup if x < warmup else 0.5 * (1.0 + math.cos(math.pi * x))
+
+
+def warmup_linear(x: float, warmup: float) -> float:
+    return x / warmup if x < warmup else max((x - 1.0) / (warmup - 1.0), 0.0)
+
+
+def warmup_constant(x: float, warmup: float) -> float:
+    return x / warmup if x < warmup else 1.0
+
+
+SCHEDULES: dict[str, Callable[[float, float], float]] = {
+    "warmup_cosine": warmup_cosine,
+    "warmup_linear": warmup_linear,
+    "warmup_constant": warmup_constant,
+}
+
+
+class BertAdam(torch.optim.Optimizer):
+    def __init__(self, params: Iterable, *, lr: float, t_total: int, warmup: float, schedule: str,
+                 betas: tuple[float, float], eps: float, weight_decay: float, max_grad_norm: float):
+        if t_total < 1:
+            raise ValueError(f"t_total must be >= 1, got {t_total}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; known: {sorted(SCHEDULES)}")
+        defaults = dict(lr=lr, t_total=t_total, warmup=warmup, schedule=schedule, b1=betas[0],
+                        b2=betas[1], e=eps, weight_decay=weight_decay, max_grad_norm=max_grad_norm)
+        super().__init__(params, defaults)
+
+    def scheduled_lr(self, group: dict, step: int) -> float:
+        progress = step / group["t_total"]
+        return group["lr"] * SCHEDULES[group["schedule"]](progress, group["warmup"])
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["next_m"] = torch.zeros_like(p)
+                    state["next_v"] = torch.zeros_like(p)
+                if group["max_grad_norm"] > 0:
+                    torch.nn.utils.clip_grad_norm_(p, group["max_grad_norm"])
+                grad = p.grad
+                m, v = state["next_m"], state["next_v"]
+                m.mul_(group["b1"]).add_(grad, alpha=1 - group["b1"])
+                v.mul_(group["b2"]).addcmul_(grad, grad, value=1 - group["b2"])
+                update = m / (v.sqrt() + group["e"])  # no bias correction, as the authors
+                if group["weight_decay"] > 0:
+                    update = update + group["weight_decay"] * p
+                p.add_(update, alpha=-self.scheduled_lr(group, state["step"]))
+                state["step"] += 1
+        return loss
+
+
+# BERT's exclusion rule as the authors apply it: a *substring* match on the name, so every
+# bias and any module literally named "LayerNorm" skip weight decay; open_clip's ln_* weights
+# do not match and are decayed, exactly as in the authors' runs.
+NO_DECAY = ("bias", "LayerNorm.bias", "LayerNorm.weight")
+
+
+def param_groups(model: nn.Module, *, lr: float, coef_lr: float, weight_decay: float,
+                 is_clip: Callable[[str], bool]) -> list[dict]:
+    """Four groups: (CLIP-origin or new) x (decay or not); CLIP-origin params learn at lr*coef_lr."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        decay = not any(nd in name for nd in NO_DECAY)
+        groups.setdefault((is_clip(name), decay), []).append(p)
+    out = []
+    for (clip, decay), params in sorted(groups.items()):
+        out.append({"params": params, "lr": lr * coef_lr if clip else lr,
+                    "weight_decay": weight_decay if decay else 0.0})
+    return out
+
+
+def build_optimizer(model: nn.Module, cfg: OptimParams, *, t_total: int,
+                    is_clip: Callable[[str], bool]) -> BertAdam:
+    groups = param_groups(model, lr=cfg.lr, coef_lr=cfg.coef_lr, weight_decay=cfg.weight_decay, is_clip=is_clip)
+    return BertAdam(groups, lr=cfg.lr, t_total=t_total, warmup=cfg.warmup, schedule=cfg.schedule,
+                    betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm)

@@ -1,0 +1,94 @@
+"""Pretrain a tiny CLIP on single images and their scene descriptions.
+
+Offline there are no OpenAI weights, so this stage stands in for CLIP's own pretraining:
+the same contrastive objective (open_clip's ClipLoss) on single before/after images and
+descriptions of the objects they show. Its output is a plain open_clip state dict, which
+later stages load exactly as they would load OpenAI weights (`model.pretrained: <path>`).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from open_clip.loss import ClipLoss
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..data.dataset import PretrainDataset, Prepared, collate
+from ..io import write_json
+from ..models.build import create_clip, get_tokenizer
+from ..params import ModelParams, PretrainParams
+from .common import device, save_checkpoint, seed_everything, set_threads
+
+
+def pretrain(prepared_dir: str | Path, out_weights: str | Path, out_log: str | Path, *,
+             model_cfg: ModelParams, cfg: PretrainParams, threads: int | None = None,
+             progress: bool = True) -> dict:
+    set_threads(threads)
+    gen = seed_everything(cfg.seed)
+    dev = device()
+    prepared = Prepared(prepared_dir)
+    train_set = PretrainDataset(prepared, "train")
+    val_set = PretrainDataset(prepared, "val")
+    tokenizer = get_tokenizer(model_cfg.arch)
+
+    clip = create_clip(model_cfg.arch, None).to(dev)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                        generator=gen, collate_fn=collate)
+    if len(loader) == 0:
+        raise ValueError(f"pretrain: {len(train_set)} training images is fewer than one batch of {cfg.batch_size}")
+    total = cfg.epochs * len(loader)
+    warmup = max(1, int(cfg.warmup * total))
+    # open_clip's recipe (AdamW, no decay on gains/biases, warmup then cosine).
+    decay = [p for n, p in clip.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in clip.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup))))
+    loss_fn = ClipLoss()
+
+    history = []
+    for epoch in range(cfg.epochs):
+        clip.train()
+        losses = []
+        for batch in tqdm(loader, desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False):
+            images = batch["image"].to(dev)
+            texts = tokenizer(batch["text"]).to(dev)
+            image_f, text_f, scale = clip(images, texts)
+            loss = loss_fn(image_f, text_f, scale)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():  # CLIP's temperature clamp
+                clip.logit_scale.clamp_(0, math.log(100))
+            losses.append(loss.item())
+        acc = _val_accuracy(clip, val_set, tokenizer, cfg.batch_size, dev)
+        history.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses), "val_image_to_text_acc": acc})
+        if progress:
+            print(f"pretrain epoch {epoch + 1}: loss {history[-1]['loss']:.4f}, val in-batch image->text acc {acc:.3f}", flush=True)
+
+    clip.eval()
+    state = {k: v.detach().cpu() for k, v in clip.state_dict().items()}
+    # A raw state dict, like OpenAI's converted weights: nothing but tensors.
+    save_checkpoint(out_weights, state)
+    summary = {"arch": model_cfg.arch, "epochs": cfg.epochs, "n_train_images": len(train_set), "history": history}
+    write_json(out_log, summary)
+    return summary
+
+
+
+@torch.no_grad()
+def _val_accuracy(clip, dataset, tokenizer, batch_size: int, dev) -> float:
+    """In-batch image->text accuracy on held-out images: a sanity check that pretraining learns."""
+    clip.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=True, collate_fn=collate)
+    hits = n = 0
+    for batch in loader:
+        image_f, text_f, _ = clip(batch["image"].to(dev), tokenizer(batch["text"]).to(dev))
+        pred = (image_f @ text_f.T).argmax(dim=1)
+        hits += (pred == torch.arange(len(pred), device=dev)).sum().item()
+        n += len(pred)
+    return hits / max(n, 1)

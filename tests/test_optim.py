@@ -1,0 +1,79 @@
+"""BertAdam differs from torch's AdamW exactly where the authors' optimiser does."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from clip4idc.train.optim import BertAdam, param_groups, warmup_cosine, warmup_linear
+
+
+def _one_param(value=1.0, grad=0.5):
+    p = torch.nn.Parameter(torch.tensor([value]))
+    p.grad = torch.tensor([grad])
+    return p
+
+
+def _bert(p, **kw):
+    args = dict(lr=0.1, t_total=10, warmup=0.0, schedule="warmup_constant", betas=(0.9, 0.999),
+                eps=1e-6, weight_decay=0.0, max_grad_norm=0.0)
+    args.update(kw)
+    return BertAdam([p], **args)
+
+
+def test_first_step_has_no_bias_correction():
+    p = _one_param(grad=0.5)
+    _bert(p).step()
+    # m = 0.1*g, v = 0.001*g^2 -> update = 0.1g / (sqrt(0.001)|g| + eps) ~ 3.16, not AdamW's 1.0
+    expected = 1.0 - 0.1 * (0.1 * 0.5 / (math.sqrt(0.001) * 0.5 + 1e-6))
+    assert p.item() == pytest.approx(expected, rel=1e-5)
+    q = torch.nn.Parameter(torch.tensor([1.0]))
+    q.grad = torch.tensor([0.5])
+    torch.optim.AdamW([q], lr=0.1, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0).step()
+    assert q.item() == pytest.approx(0.9, rel=1e-5)  # bias-corrected: exactly one lr step
+    assert p.item() != pytest.approx(q.item(), rel=1e-3)
+
+
+def test_per_tensor_gradient_clipping():
+    big, small = _one_param(grad=100.0), _one_param(grad=100.0)
+    _bert(big, max_grad_norm=1.0).step()
+    assert big.grad.item() == pytest.approx(1.0, rel=1e-4)  # clipped in place to norm 1
+    _bert(small, max_grad_norm=0.0).step()
+    assert small.grad.item() == 100.0
+
+
+def test_decoupled_weight_decay_scaled_by_lr():
+    p = _one_param(value=2.0, grad=0.0)
+    _bert(p, weight_decay=0.5).step()
+    # zero gradient: the update is only wd * p, times the lr
+    assert p.item() == pytest.approx(2.0 - 0.1 * 0.5 * 2.0, rel=1e-6)
+
+
+def test_schedules_follow_the_authors_formulas():
+    assert warmup_cosine(0.05, 0.1) == pytest.approx(0.5)
+    assert warmup_cosine(0.5, 0.1) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))  # total progress
+    assert warmup_linear(0.55, 0.1) == pytest.approx(0.5)
+    assert warmup_linear(1.0, 0.1) == 0.0
+
+
+def test_scheduled_lr_uses_the_step_count():
+    p = _one_param(grad=0.0)
+    opt = _bert(p, schedule="warmup_linear", warmup=0.5, t_total=4)
+    group = opt.param_groups[0]
+    assert [opt.scheduled_lr(group, s) for s in range(4)] == pytest.approx([0.0, 0.05, 0.1, 0.05])
+
+
+def test_param_groups_coef_lr_and_bert_no_decay_rule():
+    model = torch.nn.Module()
+    model.clip = torch.nn.Linear(2, 2)
+    model.new = torch.nn.Linear(2, 2)
+    model.ln = torch.nn.LayerNorm(2)  # open_clip style name: decayed, as in the authors' runs
+    groups = param_groups(model, lr=1e-4, coef_lr=1e-3, weight_decay=0.2, is_clip=lambda n: n.startswith("clip."))
+    by_id = {id(p): g for g in groups for p in g["params"]}
+    assert by_id[id(model.clip.weight)]["lr"] == pytest.approx(1e-7)
+    assert by_id[id(model.new.weight)]["lr"] == pytest.approx(1e-4)
+    assert by_id[id(model.clip.bias)]["weight_decay"] == 0.0
+    assert by_id[id(model.new.weight)]["weight_decay"] == 0.2
+    assert by_id[id(model.ln.weight)]["weight_decay"] == 0.2
+    assert by_id[id(model.ln.bias)]["weight_decay"] == 0.0

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clip4idc import params
+
+REPO = Path(__file__).resolve().parents[1]
+RAW = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_repository_params_validate_under_every_profile():
+    for name in RAW["profiles"]:
+        p = params.resolve(copy.deepcopy(RAW), name)
+        assert p.profile == name
+
+
+def test_unknown_key_is_named():
+    raw = copy.deepcopy(RAW)
+    raw["adapt"]["optim"]["learning_rate"] = 1.0
+    with pytest.raises(params.ParamsError, match=r"adapt\.optim\.learning_rate: unknown key"):
+        params.resolve(raw)
+
+
+def test_mistyped_value_is_named():
+    raw = copy.deepcopy(RAW)
+    raw["finetune"]["epochs"] = "8"
+    with pytest.raises(params.ParamsError, match=r"finetune\.epochs"):
+        params.resolve(raw)
+
+
+def test_pyyaml_exponent_without_dot_is_rejected_not_coerced():
+    # PyYAML reads 1e-4 as a string; strict validation must refuse it rather than guess.
+    raw = yaml.safe_load((REPO / "params.yaml").read_text().replace("lr: 1.0e-4", "lr: 1e-4", 1))
+    with pytest.raises(params.ParamsError, match=r"optim\.lr"):
+        params.resolve(raw)
+
+
+def test_missing_section_is_named():
+    raw = copy.deepcopy(RAW)
+    del raw["decode"]
+    with pytest.raises(params.ParamsError, match=r"decode: required key is missing"):
+        params.resolve(raw)
+
+
+def test_profile_overrides_only_existing_keys():
+    raw = copy.deepcopy(RAW)
+    raw["profiles"]["bad"] = {"decode": {"beam": 3}}
+    with pytest.raises(params.ParamsError, match=r"profiles\.bad\.decode\.beam"):
+        params.resolve(raw, "bad")
+
+
+def test_profile_overrides_apply():
+    p = params.resolve(copy.deepcopy(RAW), "smoke")
+    base = params.resolve(copy.deepcopy(RAW), "embedded")
+    assert p.synthesize.n_train < base.synthesize.n_train
+    assert p.model == base.model  # the smoke profile shrinks data and epochs, not the method
+
+
+def test_unknown_profile_lists_known_ones():
+    with pytest.raises(params.ParamsError, match="known"):
+        params.resolve(copy.deepcopy(RAW), "nope")
+
+
+def test_decode_longer_than_model_tokens_is_refused():
+    raw = copy.deepcopy(RAW)
+    raw["decode"]["max_len"] = raw["model"]["max_tokens"] + 1
+    with pytest.raises(params.ParamsError, match="decode.max_len"):
+        params.resolve(raw)
+
+
+def test_snakemake_config_may_only_switch_profile(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(RAW))
+    ok = params.from_snakemake_config({**copy.deepcopy(RAW), "profile": "smoke"}, path)
+    assert ok.profile == "smoke"
+    changed = copy.deepcopy(RAW)
+    changed["decode"]["max_len"] = 3
+    with pytest.raises(params.ParamsError, match="decode"):
+        params.from_snakemake_config(changed, path)
+
+
+def test_missing_params_file_is_named(tmp_path):
+    with pytest.raises(params.ParamsError, match="does not exist"):
+        params.load(tmp_path / "nope.yaml")
