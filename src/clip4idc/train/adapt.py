@@ -7,6 +7,7 @@ metrics on the test split are written beside the checkpoint.
 """
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -75,7 +76,9 @@ def adapt(prepared_dir: str | Path, clip_weights: str, out_checkpoint: str | Pat
                   f"T-IP R@1 {val['t2p']['R@1']:.2f}, IP-T R@1 {val['p2t']['R@1']:.2f}", flush=True)
         if val["t2p"]["R@1"] > best:
             best = val["t2p"]["R@1"]
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            # deepcopy keeps tensors that share storage shared (CLIP's vision tower is reachable
+            # under two names), so the checkpoint holds it once.
+            best_state = copy.deepcopy(model.state_dict())
             best_epoch = epoch + 1
 
     model.load_state_dict(best_state)

@@ -10,6 +10,7 @@ The epoch with the best `select_metric` on `select_split` is kept; training stop
 """
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -124,7 +125,9 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
                       f"{cfg.select_split} {cfg.select_metric} {scores[cfg.select_metric]:.4f}", flush=True)
             if scores[cfg.select_metric] > best:
                 best, best_epoch, stale = scores[cfg.select_metric], epoch + 1, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                # deepcopy keeps tensors that share storage shared (the LM head is tied to CLIP's
+                # token embedding), so the checkpoint holds them once.
+                best_state = copy.deepcopy(model.state_dict())
             else:
                 stale += 1
                 if stale >= cfg.patience:

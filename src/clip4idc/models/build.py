@@ -1,0 +1,118 @@
+"""Create open_clip CLIP models: our tiny configs, random init, OpenAI weights, or a state-dict file.
+
+`create_clip` is the only place this project turns an architecture name and a weights source into
+a CLIP model, so every stage (pretrain, adapt, finetune, reload for decoding) builds exactly the
+same architecture from the same two values.
+
+Note on OpenAI weights: they were trained with QuickGELU. open_clip's `ViT-B-32` config uses
+nn.GELU and only *warns* when OpenAI weights are loaded into it; `ViT-B-32-quickgelu` is the same
+architecture with the right activation. Because a fine-tuned checkpoint is later rebuilt with
+random init (`pretrained=None`) and then loaded, the activation must follow from the architecture
+name alone, so `create_clip(..., "openai")` requires a QuickGELU architecture.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import open_clip
+import torch
+
+MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
+
+_OPENAI_HELP = (
+    "OpenAI CLIP weights could not be loaded for {arch!r} (no network or empty cache?). To get them, "
+    "either (1) on a machine with network access fill the Hugging Face cache once:\n"
+    "    python -c \"import open_clip; open_clip.create_model('{arch}', pretrained='openai')\"\n"
+    "and copy ~/.cache/huggingface (or $HF_HOME) here, or (2) save them as a state-dict file:\n"
+    "    python -c \"import open_clip, torch; m = open_clip.create_model('{arch}', pretrained='openai'); "
+    "torch.save(m.state_dict(), 'clip-{arch}-openai.pt')\"\n"
+    "and set `model.pretrained` to that file's path. Underlying error: {error}"
+)
+
+
+def register_model_configs() -> None:
+    """Make this package's architectures (e.g. `clip4idc-tiny`) known to open_clip. Idempotent."""
+    ours = {p.stem for p in MODEL_CONFIG_DIR.glob("*.json")}
+    if ours and not ours <= set(open_clip.list_models()):
+        open_clip.add_model_config(MODEL_CONFIG_DIR)
+
+
+def _model_config(arch: str) -> dict:
+    register_model_configs()
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        ours = sorted(p.stem for p in MODEL_CONFIG_DIR.glob("*.json"))
+        raise ValueError(f"unknown CLIP architecture {arch!r}; this package adds {ours}, "
+                         f"open_clip knows e.g. 'ViT-B-32-quickgelu' (see open_clip.list_models())")
+    return cfg
+
+
+class _DropRandomInitWarning(logging.Filter):
+    # open_clip warns "initialized randomly" on the root logger; when we load a file right after,
+    # that warning is false and would mislead whoever reads the log.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
+def _load_state_dict_file(model: torch.nn.Module, path: Path, arch: str) -> None:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    state = checkpoint["state_dict"] if isinstance(checkpoint, dict) and "state_dict" in checkpoint else checkpoint
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, expected a CLIP state dict "
+                         f"(or a dict with a 'state_dict' key)")
+    if state and all(k.startswith("module.") for k in state):  # saved from a DDP-wrapped model
+        state = {k[len("module."):]: v for k, v in state.items()}
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not match architecture {arch!r}: {len(missing)} missing keys "
+            f"(e.g. {missing[:5]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:5]})")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:  # shape mismatches
+        raise ValueError(f"{path} does not match architecture {arch!r}: {e}") from e
+
+
+def create_clip(arch: str, pretrained: str | None) -> open_clip.CLIP:
+    """Build an open_clip CLIP, in fp32, in whatever train/eval mode open_clip returns.
+
+    pretrained: None → random init; "openai" → OpenAI weights via open_clip (hub cache);
+    anything else → path to a state-dict file (raw, or a dict with a "state_dict" key), strict keys.
+    """
+    cfg = _model_config(arch)
+    if pretrained is None:
+        model = open_clip.create_model(arch, pretrained=None)
+    elif pretrained == "openai":
+        if not cfg.get("quick_gelu", False):
+            raise ValueError(
+                f"OpenAI CLIP weights were trained with QuickGELU but architecture {arch!r} uses GELU; "
+                f"use the QuickGELU variant (e.g. 'ViT-B-32-quickgelu' instead of 'ViT-B-32') so that "
+                f"reloading a checkpoint from the architecture name builds the same activation")
+        try:
+            model = open_clip.create_model(arch, pretrained="openai")
+        except Exception as e:  # network errors, missing cache, HF offline mode …
+            raise RuntimeError(_OPENAI_HELP.format(arch=arch, error=e)) from e
+    else:
+        path = Path(pretrained)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"CLIP weights file not found: {path} (expected a state dict of architecture {arch!r} "
+                f"saved with torch.save, e.g. the pretrain stage's output or OpenAI weights saved to a file)")
+        root = logging.getLogger()
+        quiet = _DropRandomInitWarning()
+        root.addFilter(quiet)
+        try:
+            model = open_clip.create_model(arch, pretrained=None)
+        finally:
+            root.removeFilter(quiet)
+        _load_state_dict_file(model, path, arch)
+    # OpenAI weights come as fp16 on some paths; training code assumes fp32 masters (autocast for speed).
+    return model.float()
+
+
+def get_tokenizer(arch: str):
+    """open_clip's tokenizer for `arch` (for our configs: CLIP BPE, lower-cased, context from the config)."""
+    _model_config(arch)
+    return open_clip.get_tokenizer(arch)

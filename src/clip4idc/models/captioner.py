@@ -1,0 +1,178 @@
+"""The captioner of CLIP4IDC (PAPER.md §4): a small BERT-style encoder–decoder over the pair tokens.
+
+Post-LayerNorm layers (as in BERT and the authors' UniVL decoder): `encoder_layers` layers of full
+self-attention over the projected visual tokens (no extra position embedding: the pair encoder
+already placed them), and as many decoder layers (causal self-attention → cross-attention → FFN).
+Decoder layer i cross-attends to the output of encoder layer i, so shallow decoder layers see
+shallow visual features.
+
+The word embedding is CLIP's token embedding and the position embedding CLIP's text positional
+embedding: the same objects as in the CLIP model (tied), so captions live in CLIP's BPE space.
+The LM head (dense → GELU → LayerNorm → linear) reuses the word embedding as its output weight,
+plus its own bias.
+
+Attention is written out with `scaled_dot_product_attention` and separate query/key/value
+projections so that a key/value cache (beam search, fast decoding) can be added per layer.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LN_EPS = 1e-12  # BERT's
+
+
+class Attention(nn.Module):
+    """Multi-head attention; queries from `x`, keys/values from `context` (= x for self-attention)."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.query = nn.Linear(hidden, hidden)
+        self.key = nn.Linear(hidden, hidden)
+        self.value = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, hidden)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, H] → [B, heads, L, H/heads]
+        return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+        context = x if context is None else context
+        q, k, v = self._split(self.query(x)), self._split(self.key(context)), self._split(self.value(context))
+        # mask: bool, True = may attend (SDPA's convention), broadcastable to [B, heads, Lq, Lk].
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).flatten(-2))
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, hidden: int, ffn: int):
+        super().__init__(nn.Linear(hidden, ffn), nn.GELU(), nn.Linear(ffn, hidden))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, hidden: int, heads: int, ffn: int, dropout: float):
+        super().__init__()
+        self.attn = Attention(hidden, heads, dropout)
+        self.ln_attn = nn.LayerNorm(hidden, eps=LN_EPS)
+        self.ffn = FeedForward(hidden, ffn)
+        self.ln_ffn = nn.LayerNorm(hidden, eps=LN_EPS)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ln_attn(x + self.drop(self.attn(x)))  # post-LN: normalise after the residual sum
+        return self.ln_ffn(x + self.drop(self.ffn(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, hidden: int, heads: int, ffn: int, dropout: float):
+        super().__init__()
+        self.self_attn = Attention(hidden, heads, dropout)
+        self.ln_self = nn.LayerNorm(hidden, eps=LN_EPS)
+        self.cross_attn = Attention(hidden, heads, dropout)
+        self.ln_cross = nn.LayerNorm(hidden, eps=LN_EPS)
+        self.ffn = FeedForward(hidden, ffn)
+        self.ln_ffn = nn.LayerNorm(hidden, eps=LN_EPS)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, self_mask: torch.Tensor | None) -> torch.Tensor:
+        x = self.ln_self(x + self.drop(self.self_attn(x, mask=self_mask, causal=True)))
+        x = self.ln_cross(x + self.drop(self.cross_attn(x, memory)))
+        return self.ln_ffn(x + self.drop(self.ffn(x)))
+
+
+class LMHead(nn.Module):
+    """dense → GELU → LayerNorm, then the (tied) word embedding as output weight plus a bias."""
+
+    def __init__(self, hidden: int, vocab: int):
+        super().__init__()
+        self.dense = nn.Linear(hidden, hidden)
+        self.act = nn.GELU()
+        self.ln = nn.LayerNorm(hidden, eps=LN_EPS)
+        self.bias = nn.Parameter(torch.zeros(vocab))
+
+    def forward(self, x: torch.Tensor, word_embedding: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.ln(self.act(self.dense(x))), word_embedding, self.bias)
+
+
+class Captioner(nn.Module):
+    def __init__(self, token_embedding: nn.Embedding, positional_embedding: nn.Parameter, *, heads: int,
+                 ffn: int, encoder_layers: int = 3, decoder_layers: int = 3, dropout: float = 0.1):
+        super().__init__()
+        hidden = token_embedding.embedding_dim
+        if encoder_layers != decoder_layers:
+            raise ValueError(f"decoder layer i cross-attends to encoder layer i, so encoder_layers "
+                             f"({encoder_layers}) must equal decoder_layers ({decoder_layers})")
+        if encoder_layers < 1:
+            raise ValueError(f"need at least one encoder/decoder layer, got {encoder_layers}")
+        if hidden % heads:
+            raise ValueError(f"hidden size {hidden} (the token embedding width) is not divisible by heads={heads}")
+        if positional_embedding.ndim != 2 or positional_embedding.shape[1] != hidden:
+            raise ValueError(f"positional embedding {tuple(positional_embedding.shape)} does not match "
+                             f"the token embedding width {hidden}")
+        self.hidden = hidden
+        # Tied: CLIP's own objects, not copies (names: captioner.token_embedding.weight,
+        # captioner.positional_embedding).
+        self.token_embedding = token_embedding
+        self.positional_embedding = positional_embedding
+        self.ln_embed = nn.LayerNorm(hidden, eps=LN_EPS)
+        self.drop_embed = nn.Dropout(dropout)
+        self.encoder = nn.ModuleList(EncoderLayer(hidden, heads, ffn, dropout) for _ in range(encoder_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(hidden, heads, ffn, dropout) for _ in range(decoder_layers))
+        self.head = LMHead(hidden, token_embedding.num_embeddings)
+        for part in (self.ln_embed, self.encoder, self.decoder, self.head):  # never the tied CLIP embeddings
+            part.apply(_init_bert)
+
+    @property
+    def max_length(self) -> int:
+        return self.positional_embedding.shape[0]
+
+    def encode(self, visual_tokens: torch.Tensor) -> list[torch.Tensor]:
+        """[B, N, hidden] pair tokens → the output of every encoder layer (one memory per decoder layer)."""
+        if visual_tokens.shape[-1] != self.hidden:
+            raise ValueError(f"visual tokens have width {visual_tokens.shape[-1]}, the captioner {self.hidden}")
+        memories, x = [], visual_tokens
+        for layer in self.encoder:
+            x = layer(x)
+            memories.append(x)
+        return memories
+
+    def decode(self, input_ids: torch.Tensor, memories: list[torch.Tensor],
+               key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Token ids [B, L] + encoder memories → next-token logits [B, L, vocab].
+
+        key_padding_mask: optional bool [B, L], True marks padding (as in torch.nn.MultiheadAttention).
+        With right padding and causal attention it changes nothing at real positions; it exists for
+        left-padded batches (e.g. beam search over sequences of different lengths).
+        """
+        if len(memories) != len(self.decoder):
+            raise ValueError(f"got {len(memories)} encoder memories for {len(self.decoder)} decoder layers")
+        length = input_ids.shape[1]
+        if length > self.max_length:
+            raise ValueError(f"caption of {length} tokens exceeds the {self.max_length} text positions")
+        x = self.token_embedding(input_ids) + self.positional_embedding[:length]
+        x = self.drop_embed(self.ln_embed(x))
+        self_mask = None
+        if key_padding_mask is not None:
+            causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+            self_mask = causal & ~key_padding_mask[:, None, None, :].to(torch.bool)
+        for layer, memory in zip(self.decoder, memories):
+            x = layer(x, memory, self_mask)
+        return self.head(x, self.token_embedding.weight)
+
+    def forward(self, visual_tokens: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.decode(input_ids, self.encode(visual_tokens))
+
+
+def _init_bert(module: nn.Module) -> None:
+    # BERT's init for every new weight: N(0, 0.02), biases 0, LayerNorm 1/0.
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

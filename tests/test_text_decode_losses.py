@@ -1,0 +1,180 @@
+"""Caption tokenisation, greedy decoding and the two training losses."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from clip4idc.decode import decode_dataset, greedy_decode, greedy_ids
+from clip4idc.models import CaptionModel, create_clip
+from clip4idc.text import CaptionTokenizer
+from clip4idc.train.losses import caption_loss, symmetric_infonce
+
+ARCH = "clip4idc-tiny"
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return CaptionTokenizer(ARCH, 24)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    clip = create_clip(ARCH, None)
+    return CaptionModel.from_clip(clip, intra_layers=3, joint=True, heads=4, ffn=256, layers=3, dropout=0.1).eval()
+
+
+def images(n, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 64, 64, generator=g), torch.randn(n, 3, 64, 64, generator=g)
+
+
+# --- tokenizer ----------------------------------------------------------------------------------
+
+def test_training_is_retrieval_shifted_by_one(tok):
+    captions = ["The red ball moved to the left.", "no change !--", ""]
+    full = tok.retrieval(captions)
+    out = tok.training(captions)
+    assert full.shape == (3, 24)
+    assert out["input_ids"].shape == out["target_ids"].shape == out["target_mask"].shape == (3, 23)
+    assert out["target_mask"].dtype == torch.bool
+    for i in range(3):
+        n = int((full[i] == tok.eot_id).nonzero()[0])  # index of <end> = caption tokens + 1
+        assert full[i, 0] == tok.sot_id
+        assert torch.equal(out["input_ids"][i, :n], full[i, :n])
+        assert torch.equal(out["target_ids"][i, :n], full[i, 1:n + 1])
+        assert out["target_ids"][i, n - 1] == tok.eot_id
+        assert out["target_mask"][i].tolist() == [True] * n + [False] * (23 - n)
+        assert tok.eot_id not in out["input_ids"][i].tolist()
+    # "!" is BPE id 0, the padding value: the mask, not the id, says what is padding.
+    assert 0 in out["target_ids"][1, :out["target_mask"][1].sum()].tolist()
+    assert out["target_mask"][2].sum() == 1  # empty caption: just <end>
+
+
+def test_truncation_keeps_end_token():
+    tok = CaptionTokenizer(ARCH, 8)
+    long = " ".join(["cube"] * 50)
+    full = tok.retrieval([long])
+    assert full[0, 0] == tok.sot_id and full[0, -1] == tok.eot_id and (full != 0).all()
+    out = tok.training([long])
+    assert out["target_ids"][0, -1] == tok.eot_id and out["target_mask"].all()
+    assert tok.eot_id not in out["input_ids"][0].tolist()
+    assert tok.decode(full) == [" ".join(["cube"] * 6)]
+
+
+def test_decode_round_trip_lowercases(tok):
+    assert tok.decode(tok.retrieval(["The Blue CUBE became Yellow"])) == ["the blue cube became yellow"]
+    targets = tok.training(["a small sphere was added"])["target_ids"]
+    assert tok.decode(targets) == ["a small sphere was added"]  # cut at <end>, padding dropped
+    assert tok.decode([[tok.sot_id, tok.eot_id, 320]]) == [""]
+
+
+def test_tokenizer_validates(tok):
+    assert (tok.sot_id, tok.eot_id, tok.pad_id) == (49406, 49407, 0)
+    with pytest.raises(ValueError, match="context length 48"):
+        CaptionTokenizer(ARCH, 49)
+    with pytest.raises(ValueError, match="unknown CLIP architecture"):
+        CaptionTokenizer("no-such-arch", 24)
+
+
+# --- losses -------------------------------------------------------------------------------------
+
+def test_symmetric_infonce_matches_hand_computation():
+    g = torch.Generator().manual_seed(0)
+    text, pair, scale = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g), 10.0
+    t = [[v / math.sqrt(sum(x * x for x in row)) for v in row] for row in text.tolist()]
+    p = [[v / math.sqrt(sum(x * x for x in row)) for v in row] for row in pair.tolist()]
+    s = [[scale * sum(a * b for a, b in zip(ti, pj)) for pj in p] for ti in t]
+
+    def ce_rows(m):
+        return sum(math.log(sum(math.exp(v) for v in row)) - row[i] for i, row in enumerate(m)) / len(m)
+    expected = (ce_rows(s) + ce_rows([list(col) for col in zip(*s)])) / 2
+    assert symmetric_infonce(text, pair, torch.tensor(scale)).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_symmetric_infonce_prefers_matched_pairs():
+    g = torch.Generator().manual_seed(1)
+    pair = torch.randn(16, 32, generator=g)
+    text = pair + 0.1 * torch.randn(16, 32, generator=g)
+    matched = symmetric_infonce(text, pair, 100.0)
+    shuffled = symmetric_infonce(text, pair[torch.randperm(16, generator=g)], 100.0)
+    assert matched < shuffled
+
+
+def test_caption_loss_masked_mean():
+    g = torch.Generator().manual_seed(2)
+    logits, target = torch.randn(3, 5, 7, generator=g), torch.randint(0, 7, (3, 5), generator=g)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    ce = -logits.log_softmax(-1).gather(-1, target[..., None])[..., 0]
+    assert caption_loss(logits, target, mask).item() == pytest.approx(ce[mask].mean().item(), rel=1e-6)
+    changed = logits.clone()
+    changed[~mask] = 100.0  # masked positions never count
+    assert caption_loss(changed, target, mask).item() == pytest.approx(ce[mask].mean().item(), rel=1e-6)
+
+
+def test_caption_loss_sums_per_role_means():
+    g = torch.Generator().manual_seed(3)
+    logits, target = torch.randn(4, 5, 7, generator=g), torch.randint(0, 7, (4, 5), generator=g)
+    mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    role = torch.tensor([0, 1, 0, 1])
+    ce = -logits.log_softmax(-1).gather(-1, target[..., None])[..., 0]
+    change = (ce[0, :2].sum() + ce[2, :3].sum()) / 5      # role 0: 5 tokens
+    no_change = (ce[1].sum() + ce[3, :1].sum()) / 6       # role 1: 6 tokens
+    got = caption_loss(logits, target, mask, role=role)
+    assert got.item() == pytest.approx((change + no_change).item(), rel=1e-6)
+    # Roles need not be 0..k-1, and a single role reduces to the plain masked mean.
+    assert caption_loss(logits, target, mask, role=role * 7 + 3).item() == pytest.approx(got.item(), rel=1e-6)
+    assert caption_loss(logits, target, mask, role=torch.zeros(4, dtype=torch.long)).item() == pytest.approx(
+        caption_loss(logits, target, mask).item(), rel=1e-6)
+
+
+def test_caption_loss_backpropagates(model, tok):
+    before, after = images(2)
+    batch = tok.training(["the red cube moved", "no change"])
+    model.train()
+    try:
+        logits = model(before, after, batch["input_ids"])
+        loss = caption_loss(logits, batch["target_ids"], batch["target_mask"], role=torch.tensor([0, 1]))
+        loss.backward()
+    finally:
+        model.eval()
+        model.zero_grad(set_to_none=True)
+    assert torch.isfinite(loss) and loss.item() > 0
+
+
+# --- greedy decoding ----------------------------------------------------------------------------
+
+def test_greedy_decode_returns_strings_within_max_len(model, tok):
+    before, after = images(3)
+    texts = greedy_decode(model, before, after, tok, max_len=6)
+    assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+    ids = greedy_ids(model, before, after, sot_id=tok.sot_id, eot_id=tok.eot_id, max_len=6)
+    assert ids.shape[0] == 3 and ids.shape[1] <= 6
+    assert tok.decode(ids) == texts
+
+
+def test_greedy_decode_stops_at_end_token(model, tok):
+    before, after = images(3)
+    with torch.no_grad():
+        model.captioner.head.bias[tok.eot_id] += 1e4
+    try:
+        assert greedy_decode(model, before, after, tok, max_len=10) == ["", "", ""]
+        ids = greedy_ids(model, before, after, sot_id=tok.sot_id, eot_id=tok.eot_id, max_len=10)
+        assert ids.shape == (3, 1)  # all ended at the first step: no further steps
+    finally:
+        with torch.no_grad():
+            model.captioner.head.bias[tok.eot_id] -= 1e4
+
+
+def test_decode_dataset_maps_pair_ids(model, tok):
+    before, after = images(5)
+    loader = [{"before": before[:3], "after": after[:3], "pair_id": ["000001.png", "000001.png_n", "000002.png"]},
+              {"before": before[3:], "after": after[3:], "pair_id": ["000002.png_n", "000003.png"]}]
+    model.train()
+    predictions = decode_dataset(model, loader, tok, max_len=4, progress=False)
+    assert model.training  # the caller's mode is restored
+    model.eval()
+    assert list(predictions) == ["000001.png", "000001.png_n", "000002.png", "000002.png_n", "000003.png"]
+    assert predictions["000001.png"] == greedy_decode(model, before[:1], after[:1], tok, 4)[0]
