@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                              variant=args.variant, seed=args.seed, split=split)
     elif args.stage == "report":
         from .report.build import build_report
-        build_report(args.metrics_dir, cfg.finetune.seeds, args.tables, args.plot)
+        build_report(args.metrics_dir, cfg.finetune.seeds, args.tables, args.plot, cfg.report.dataset_label)
     return 0
 
 

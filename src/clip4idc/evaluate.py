@@ -4,14 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from .io import read_json, write_json
-from .metrics.caption import CaptionScorer
+from .metrics.caption import score_files
 
 
 def evaluate_predictions(predictions: str | Path, references: str | Path, out: str | Path, *,
                          variant: str, seed: int | None, split: str) -> dict:
-    preds, refs = read_json(predictions), read_json(references)
-    with CaptionScorer() as scorer:
-        metrics = scorer.score(preds, refs)
-    result = {"variant": variant, "seed": seed, "split": split, "n_pairs": len(refs), "metrics": metrics}
+    metrics = score_files(predictions, references)
+    result = {"variant": variant, "seed": seed, "split": split, "n_pairs": len(read_json(references)),
+              "metrics": metrics}
     write_json(out, result)
     return result

@@ -134,6 +134,10 @@ class DecodeParams(Section):
     batch_size: int = Field(ge=1)
 
 
+class ReportParams(Section):
+    dataset_label: str                              # how tables and plots name the data the run used
+
+
 class Params(Section):
     profile: str
     profiles: dict[str, dict[str, Any]]
@@ -144,6 +148,7 @@ class Params(Section):
     adapt: AdaptParams
     finetune: FinetuneParams
     decode: DecodeParams
+    report: ReportParams
 
     @model_validator(mode="after")
     def _consistent(self) -> "Params":

@@ -6,6 +6,7 @@ rule report:
         code=CODE_REPORT,
     params:
         seeds=SEEDS,
+        section=P.report.model_dump(),
     output:
         tables="results/tables.tex",
         png="results/plots/ablation.png",

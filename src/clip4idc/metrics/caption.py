@@ -1,0 +1,203 @@
+"""Caption metrics through pycocoevalcap, as the CLIP4IDC authors report them (PAPER.md section 5).
+
+BLEU-1..4, METEOR, ROUGE-L and CIDEr (pycocoevalcap's `Cider` is CIDEr-D) on captions tokenised
+by pycocoevalcap's Java PTB tokenizer, every reference of a pair used. Values are pycocoevalcap's
+raw ones (0-1 scale, CIDEr up to 10); tables multiply by 100. SPICE is not computed (the authors
+do not report it and it needs Stanford CoreNLP models downloaded on first use).
+
+Empty hypotheses are legal: a decoder may stop at once, and a caption of punctuation only
+("...") becomes "" after PTB tokenisation anyway. The Java tokenizer keeps empty lines (it runs
+with -preserveLines), and BLEU, METEOR, ROUGE-L and CIDEr all score "" as 0 for that pair
+without error (checked against pycocoevalcap 1.2), so an empty hypothesis is passed through
+unchanged: it scores 0 and, for BLEU, shortens the corpus hypothesis length (brevity penalty).
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Mapping
+
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.meteor.meteor import Meteor
+from pycocoevalcap.rouge.rouge import Rouge
+from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+from ..io import read_json
+
+METRIC_KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+
+# The Java tokenizer reads one caption per line. pycocoevalcap replaces "\n" only; any other
+# line break Java honours would shift every later caption onto the wrong pair id.
+_LINE_BREAKS = re.compile("[\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+_SHOW_IDS = 5  # how many offending ids an error message lists
+
+
+class _Meteor(Meteor):
+    """pycocoevalcap's METEOR wrapper with a shutdown that cannot hang.
+
+    Upstream `__del__` takes the lock that `compute_score` holds while it talks to the JVM. If
+    `compute_score` raised half-way (the JVM died, a line was not a number) the lock is never
+    released and the interpreter would hang at exit; this `close` skips the lock.
+    """
+
+    def close(self) -> None:
+        proc = getattr(self, "meteor_p", None)  # absent when `java` could not be started
+        if proc is None:
+            return
+        self.meteor_p = None
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            with contextlib.suppress(Exception):
+                stream.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class CaptionScorer:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr of predictions against references.
+
+    METEOR runs in a JVM that takes seconds to start, so one scorer is meant to be reused across
+    calls (every validation epoch, every variant) and closed at the end: use it as a context
+    manager or call `close()`.
+    """
+
+    def __init__(self) -> None:
+        self._tokenizer = PTBTokenizer()
+        self._bleu, self._rouge, self._cider = Bleu(4), Rouge(), Cider()
+        self._meteor: _Meteor | None = None
+        self._closed = False
+        self._start_meteor()
+
+    def _start_meteor(self) -> None:
+        try:
+            self._meteor = _Meteor()
+        except FileNotFoundError as err:
+            raise RuntimeError("METEOR and the PTB tokenizer of pycocoevalcap need `java` on PATH "
+                               f"(Java 8 or newer): {err}") from err
+
+    # -- public API -------------------------------------------------------------------------
+    def score(self, predictions: Mapping[str, str],
+              references: Mapping[str, list[str]]) -> dict[str, float]:
+        """Corpus scores of `predictions` (id -> caption) against `references` (id -> captions).
+
+        The id sets must be equal. Ids are scored in the order of `references`, which is what a
+        direct pycocoevalcap call over the same dicts does (sums are order-sensitive in the last
+        bits of a float).
+        """
+        return self._score(predictions, references, "predictions", "references")
+
+    def close(self) -> None:
+        """Stop the METEOR JVM. The scorer cannot be used afterwards."""
+        self._closed = True
+        if self._meteor is not None:
+            self._meteor.close()
+            self._meteor = None
+
+    def __enter__(self) -> "CaptionScorer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------------------
+    def _score(self, predictions, references, pred_name: str, ref_name: str) -> dict[str, float]:
+        if self._closed:
+            raise RuntimeError("this CaptionScorer was closed; create a new one")
+        check_caption_inputs(predictions, references, pred_name, ref_name)
+        ids = list(references)
+        gts = self._tokenize({i: references[i] for i in ids})
+        res = self._tokenize({i: [predictions[i]] for i in ids})
+
+        bleu, _ = self._bleu.compute_score(gts, res, verbose=0)
+        if self._meteor is None:  # a previous call failed and stopped the JVM: start a new one
+            self._start_meteor()
+        try:
+            meteor, _ = self._meteor.compute_score(gts, res)
+        except Exception:
+            # the JVM is in an unknown state (and upstream keeps its lock held): drop it
+            self._meteor.close()
+            self._meteor = None
+            raise
+        rouge, _ = self._rouge.compute_score(gts, res)
+        cider, _ = self._cider.compute_score(gts, res)
+        values = [*bleu, meteor, rouge, cider]
+        return {key: float(value) for key, value in zip(METRIC_KEYS, values)}
+
+    def _tokenize(self, captions: dict[str, list[str]]) -> dict[str, list[str]]:
+        tokens = self._tokenizer.tokenize(
+            {i: [{"caption": _LINE_BREAKS.sub(" ", c)} for c in caps] for i, caps in captions.items()})
+        # PTBTokenizer pairs its output lines with ids by position; a lost or extra line would
+        # silently score captions against the wrong pair, so check the counts came back intact.
+        wrong = [i for i, caps in captions.items() if len(tokens.get(i, ())) != len(caps)]
+        if wrong:
+            raise RuntimeError(f"the PTB tokenizer returned the wrong number of captions for "
+                               f"{len(wrong)} ids, e.g. {wrong[:_SHOW_IDS]}")
+        return tokens
+
+
+def check_caption_inputs(predictions, references, pred_name: str = "predictions",
+                         ref_name: str = "references") -> None:
+    """Raise ValueError unless predictions is {id: str}, references is {id: [str, ...]} (at least
+    one each) and both cover the same ids. `pred_name`/`ref_name` name them in messages."""
+    if not isinstance(predictions, Mapping):
+        raise ValueError(f"{pred_name}: expected an object {{pair id: caption}}, "
+                         f"got {type(predictions).__name__}")
+    if not isinstance(references, Mapping):
+        raise ValueError(f"{ref_name}: expected an object {{pair id: [caption, ...]}}, "
+                         f"got {type(references).__name__}")
+    if not references:
+        raise ValueError(f"{ref_name}: no pair ids to score")
+    only_pred = [i for i in predictions if i not in references]
+    only_ref = [i for i in references if i not in predictions]
+    if only_pred or only_ref:
+        raise ValueError(
+            f"{pred_name} and {ref_name} must cover the same pair ids: {len(predictions)} vs "
+            f"{len(references)} ids; {len(only_ref)} missing from {pred_name} "
+            f"(e.g. {sorted(only_ref, key=str)[:_SHOW_IDS]}), {len(only_pred)} missing from {ref_name} "
+            f"(e.g. {sorted(only_pred, key=str)[:_SHOW_IDS]})")
+    bad = [i for i, c in predictions.items() if not isinstance(c, str)]
+    if bad:
+        raise ValueError(f"{pred_name}: expected one caption string per pair id; "
+                         f"{len(bad)} ids are not strings, e.g. {bad[:_SHOW_IDS]}")
+    bad = [i for i, refs in references.items()
+           if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs)]
+    if bad:
+        raise ValueError(f"{ref_name}: expected a non-empty list of caption strings per pair id; "
+                         f"{len(bad)} ids are not, e.g. {bad[:_SHOW_IDS]}")
+
+
+def score_files(predictions_json: str | Path, references_json: str | Path,
+                scorer: CaptionScorer | None = None) -> dict[str, float]:
+    """`CaptionScorer.score` on two JSON files; a scorer is created (and closed) if none is given."""
+    predictions, references = read_json(predictions_json), read_json(references_json)
+    if scorer is not None:
+        return scorer._score(predictions, references, str(predictions_json), str(references_json))
+    with CaptionScorer() as own:
+        return own._score(predictions, references, str(predictions_json), str(references_json))
+
+
+def normalize_caption(caption: str) -> str:
+    """Lower case, outer whitespace stripped, inner whitespace runs collapsed to one space."""
+    return " ".join(caption.lower().split())
+
+
+def most_frequent_caption(captions: list[str]) -> str:
+    """The most frequent caption (normalised by `normalize_caption`), for the constant baseline.
+
+    Ties go to the lexicographically smallest, so the result does not depend on the order of
+    `captions`. Blank captions are not candidates.
+    """
+    bad = [c for c in captions if not isinstance(c, str)]
+    if bad:
+        raise ValueError(f"most_frequent_caption: expected caption strings, got {bad[:_SHOW_IDS]}")
+    counts = Counter(normalize_caption(c) for c in captions)
+    counts.pop("", None)
+    if not counts:
+        raise ValueError("most_frequent_caption: expected at least one non-blank caption")
+    return min(counts, key=lambda c: (-counts[c], c))

@@ -1,0 +1,222 @@
+"""Caption metrics (pycocoevalcap wrapper) and retrieval metrics (CLIP4Clip multi-sentence)."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from clip4idc.io import write_json
+from clip4idc.metrics.caption import (METRIC_KEYS, CaptionScorer, most_frequent_caption,
+                                      score_files)
+from clip4idc.metrics.retrieval import (pair_to_text_ranks, retrieval_metrics,
+                                        text_to_pair_ranks)
+
+needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="pycocoevalcap needs java")
+
+# Small but not trivial: capitals and punctuation for the PTB tokenizer, 2-4 references per id.
+REFERENCES = {
+    "000001.png": ["The blue cube has moved.", "the blue block changed its location",
+                   "The blue cube was moved"],
+    "000002.png": ["the small red sphere is gone", "The small red ball has disappeared.",
+                   "the tiny red ball is missing", "Someone removed the small red sphere"],
+    "000002.png_n": ["there is no change", "nothing has changed", "The scene is the same."],
+    "000003.png": ["the large gray cylinder became yellow", "The big gray cylinder changed to yellow."],
+    "000004.png": ["a purple metal cube was added", "There is a new purple shiny block."],
+    "000005.png": ["the green rubber ball turned metallic", "The green matte sphere became shiny"],
+    "000005.png_n": ["no change was made", "The two scenes are identical."],
+}
+PREDICTIONS = {
+    "000001.png": "the blue cube has moved",
+    "000002.png": "The small red ball is missing.",
+    "000002.png_n": "there is no change",
+    "000003.png": "the gray cylinder changed to yellow",
+    "000004.png": "a purple cube was added",
+    "000005.png": "the green ball became metal",
+    "000005.png_n": "the scene has no change",
+}
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    if shutil.which("java") is None:
+        pytest.skip("pycocoevalcap needs java")
+    with CaptionScorer() as s:  # one JVM for the whole module
+        yield s
+
+
+def _direct_pycocoevalcap(predictions, references):
+    """The reference computation: pycocoevalcap used the way its COCOEvalCap does."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    tok = PTBTokenizer()
+    gts = tok.tokenize({i: [{"caption": c} for c in refs] for i, refs in references.items()})
+    res = tok.tokenize({i: [{"caption": predictions[i]}] for i in references})
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    meteor_scorer = Meteor()
+    meteor, _ = meteor_scorer.compute_score(gts, res)
+    del meteor_scorer
+    rouge, _ = Rouge().compute_score(gts, res)
+    cider, _ = Cider().compute_score(gts, res)
+    return dict(zip(METRIC_KEYS, [*bleu, meteor, rouge, cider]))
+
+
+# -- caption metrics ----------------------------------------------------------------------------
+def test_score_equals_direct_pycocoevalcap(scorer):
+    ours = scorer.score(PREDICTIONS, REFERENCES)
+    assert list(ours) == list(METRIC_KEYS)
+    assert all(type(v) is float for v in ours.values())
+    direct = _direct_pycocoevalcap(PREDICTIONS, REFERENCES)
+    for key in METRIC_KEYS:
+        assert ours[key] == float(direct[key]), key
+    assert 0 < ours["BLEU-4"] < 1 and 0 < ours["CIDEr"] < 10
+
+
+def test_scorer_is_reusable(scorer):
+    first = scorer.score(PREDICTIONS, REFERENCES)
+    assert scorer.score(PREDICTIONS, REFERENCES) == first
+
+
+def test_perfect_predictions_score_one(scorer):
+    perfect = {i: refs[0] for i, refs in REFERENCES.items()}
+    scores = scorer.score(perfect, REFERENCES)
+    assert scores["BLEU-4"] == pytest.approx(1.0, abs=1e-6)
+    assert scores["BLEU-1"] == pytest.approx(1.0, abs=1e-6)
+    assert scores["ROUGE-L"] == pytest.approx(1.0)
+    assert scores["METEOR"] > 0.9
+
+
+def test_empty_hypotheses_do_not_crash(scorer):
+    preds = dict(PREDICTIONS, **{"000001.png": "", "000003.png": "..."})  # "..." tokenises to ""
+    scores = scorer.score(preds, REFERENCES)
+    assert all(np.isfinite(v) and v >= 0 for v in scores.values())
+    assert scores["CIDEr"] < scorer.score(PREDICTIONS, REFERENCES)["CIDEr"]
+    # every hypothesis empty: all zero, still no crash
+    zeros = scorer.score({i: "" for i in REFERENCES}, REFERENCES)
+    assert all(v == 0.0 for v in zeros.values())
+
+
+def test_line_breaks_stay_within_one_caption(scorer):
+    # Java's tokenizer also splits lines at "\r" and U+2028, which upstream does not replace:
+    # the rest of such a caption would be scored as the next pair's caption, and so on.
+    preds = dict(PREDICTIONS, **{"000001.png": "the blue cube\rhas moved",
+                                 "000003.png": "the gray cylinder\u2028changed to yellow"})
+    assert scorer.score(preds, REFERENCES) == scorer.score(PREDICTIONS, REFERENCES)
+
+
+def test_mismatched_ids_are_named(scorer):
+    preds = {i: c for i, c in PREDICTIONS.items() if i != "000004.png"}
+    preds["999999.png"] = "an extra pair"
+    with pytest.raises(ValueError) as err:
+        scorer.score(preds, REFERENCES)
+    message = str(err.value)
+    assert "000004.png" in message and "999999.png" in message
+    assert "1 missing from predictions" in message and "1 missing from references" in message
+
+
+@pytest.mark.parametrize("preds, refs, match", [
+    ({"a": ["x"]}, {"a": ["x"]}, "one caption string"),
+    ({"a": "x"}, {"a": []}, "non-empty list"),
+    ({"a": "x"}, {"a": "x"}, "non-empty list"),
+    ({}, {}, "no pair ids"),
+    (["x"], {"a": ["x"]}, "expected an object"),
+])
+def test_bad_inputs_raise(scorer, preds, refs, match):
+    with pytest.raises(ValueError, match=match):
+        scorer.score(preds, refs)
+
+
+def test_score_files_names_the_files(scorer, tmp_path):
+    write_json(tmp_path / "preds.json", PREDICTIONS)
+    write_json(tmp_path / "refs.json", REFERENCES)
+    assert score_files(tmp_path / "preds.json", tmp_path / "refs.json", scorer) == \
+        scorer.score(PREDICTIONS, REFERENCES)
+    write_json(tmp_path / "short.json", {"000001.png": "x"})
+    with pytest.raises(ValueError, match="short.json"):
+        score_files(tmp_path / "short.json", tmp_path / "refs.json", scorer)
+
+
+@needs_java
+def test_closed_scorer_refuses():
+    s = CaptionScorer()
+    s.close()
+    s.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        s.score(PREDICTIONS, REFERENCES)
+
+
+def test_most_frequent_caption():
+    caps = ["The cube moved.", "the cube moved.", "  THE CUBE MOVED. ", "a ball", "a ball", "x"]
+    assert most_frequent_caption(caps) == "the cube moved."
+    # tie between "b b" and "a a": lexicographically smallest, whatever the order
+    tied = ["b b", "a a", "B B", "A  A", "c"]
+    assert most_frequent_caption(tied) == "a a"
+    assert most_frequent_caption(list(reversed(tied))) == "a a"
+    with pytest.raises(ValueError, match="non-blank"):
+        most_frequent_caption(["", "  "])
+
+
+# -- retrieval metrics --------------------------------------------------------------------------
+# 4 captions, 3 pairs; pair 0 has two captions.
+SIM = np.array([
+    [0.9, 0.1, 0.2],  # caption of pair 0: own 0.9 is best                     -> rank 1
+    [0.3, 0.5, 0.1],  # caption of pair 0: 0.5 beats own 0.3                   -> rank 2
+    [0.2, 0.4, 0.4],  # caption of pair 1: ties with pair 2 (not strictly less) -> rank 1
+    [0.8, 0.7, 0.4],  # caption of pair 2: 0.8 and 0.7 beat own 0.4             -> rank 3
+])
+TEXT_PAIR = np.array([0, 0, 1, 2])
+
+
+def test_t2p_hand_computed():
+    assert text_to_pair_ranks(SIM, TEXT_PAIR).tolist() == [1, 2, 1, 3]
+    t2p = retrieval_metrics(SIM, TEXT_PAIR)["t2p"]
+    assert t2p == {"R@1": 50.0, "R@5": 100.0, "R@10": 100.0, "MedR": 1.5, "MeanR": 1.75}
+
+
+def test_p2t_max_over_caption_group_and_ties():
+    # pair 0: groups score [max(.9,.3), .2, .8]            -> own .9 best     -> rank 1
+    # pair 1: groups score [max(.1,.5)=.5, .4, .7]         -> .5 and .7 beat  -> rank 3
+    #         (a mean over pair 0's captions, .3, would give rank 2: the max matters)
+    # pair 2: groups score [max(.2,.1)=.2, .4, .4]         -> tie with own    -> rank 1
+    assert pair_to_text_ranks(SIM, TEXT_PAIR).tolist() == [1, 3, 1]
+    p2t = retrieval_metrics(SIM, TEXT_PAIR)["p2t"]
+    assert p2t["R@1"] == pytest.approx(200 / 3)
+    assert p2t["MedR"] == 1.0 and p2t["MeanR"] == pytest.approx(5 / 3)
+
+
+def test_caption_order_does_not_matter():
+    order = np.array([3, 1, 2, 0])
+    assert retrieval_metrics(SIM[order], TEXT_PAIR[order]) == retrieval_metrics(SIM, TEXT_PAIR)
+
+
+def test_matches_brute_force_on_random_data():
+    rng = np.random.default_rng(0)
+    n_pairs = 30
+    text_pair = np.concatenate([np.arange(n_pairs), rng.integers(0, n_pairs, 50)])
+    sim = rng.normal(size=(len(text_pair), n_pairs)).round(1)  # rounding makes ties
+    t2p = [1 + sum(sim[i, k] > sim[i, text_pair[i]] for k in range(n_pairs)) for i in range(len(sim))]
+    group = [[max(sim[i, j] for i in range(len(sim)) if text_pair[i] == k) for k in range(n_pairs)]
+             for j in range(n_pairs)]
+    p2t = [1 + sum(group[j][k] > group[j][j] for k in range(n_pairs)) for j in range(n_pairs)]
+    assert text_to_pair_ranks(sim, text_pair).tolist() == t2p
+    assert pair_to_text_ranks(sim, text_pair).tolist() == p2t
+    r = retrieval_metrics(sim, text_pair)
+    assert r["t2p"]["R@10"] == pytest.approx(100 * np.mean(np.array(t2p) <= 10))
+    assert r["p2t"]["MedR"] == np.median(p2t)
+
+
+@pytest.mark.parametrize("sim, text_pair, match", [
+    (SIM, np.array([0, 0, 1, 1]), "pairs have none"),
+    (SIM, np.array([0, 1, 2]), "expected shape"),
+    (SIM, np.array([0, 0, 1, 3]), r"\[0, 3\)"),
+    (SIM, TEXT_PAIR.astype(float), "integer"),
+    (SIM[0], TEXT_PAIR, "matrix"),
+    (np.where(SIM == 0.5, np.nan, SIM), TEXT_PAIR, "NaN"),
+])
+def test_retrieval_validation(sim, text_pair, match):
+    with pytest.raises(ValueError, match=match):
+        retrieval_metrics(sim, text_pair)
