@@ -7,3 +7,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 sys.path.insert(0, str(Path(__file__).parent))  # tests/workflow_helpers.py
+
+import pytest  # noqa: E402
+
+# A tiny embedded dataset and its prepared directory, built once per session for the data tests.
+DATA_SYNTH_ARGS = dict(seed=3, n_train=10, n_val=5, n_test=5, width=60, height=40, min_objects=2, max_objects=4,
+                       n_change_captions=3, n_no_change_captions=2, progress=False)
+
+
+@pytest.fixture(scope="session")
+def data_synth_root(tmp_path_factory):
+    from clip4idc.data.synthetic import synthesize
+    root = tmp_path_factory.mktemp("data") / "synth"
+    synthesize(root, **DATA_SYNTH_ARGS)
+    return root
+
+
+@pytest.fixture(scope="session")
+def data_prepared_dir(data_synth_root, tmp_path_factory):
+    from clip4idc.data.prepare import prepare
+    out = tmp_path_factory.mktemp("data") / "prepared"
+    prepare(data_synth_root, out, reader="clevr_change", image_size=32, progress=False)
+    return out

@@ -178,3 +178,24 @@ def test_decode_dataset_maps_pair_ids(model, tok):
     model.eval()
     assert list(predictions) == ["000001.png", "000001.png_n", "000002.png", "000002.png_n", "000003.png"]
     assert predictions["000001.png"] == greedy_decode(model, before[:1], after[:1], tok, 4)[0]
+
+
+def test_logits_at_real_positions_give_the_full_caption_loss():
+    """Training computes the head only at real target tokens; the loss must not change."""
+    from clip4idc.models.build import create_clip
+    from clip4idc.models.idc import CaptionModel
+    from clip4idc.text import CaptionTokenizer
+    from clip4idc.train.losses import caption_loss, token_loss
+
+    torch.manual_seed(0)
+    clip = create_clip("clip4idc-tiny", None)
+    model = CaptionModel.from_clip(clip, intra_layers=3, joint=True, heads=4, ffn=256, layers=3, dropout=0.0).eval()
+    tok = CaptionTokenizer("clip4idc-tiny", 16).training(
+        ["the red cube moved", "no change was made", "a tiny blue shiny block has been newly placed", "x"])
+    before, after = torch.randn(4, 3, 64, 64), torch.randn(4, 3, 64, 64)
+    role = torch.tensor([0, 1, 0, 1])
+    full = caption_loss(model(before, after, tok["input_ids"]), tok["target_ids"], tok["target_mask"], role=role)
+    real = tok["target_mask"]
+    selected = token_loss(model(before, after, tok["input_ids"], positions=real), tok["target_ids"][real],
+                          role[:, None].expand_as(real)[real])
+    assert torch.allclose(full, selected, atol=1e-5)

@@ -24,7 +24,7 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> su
 
 def snakemake_jobs(cwd: Path, *extra: str) -> list[dict]:
     """Jobs of a Snakemake dry run: rule, inputs, outputs and shell command (log redirect removed)."""
-    out = run([str(BIN / "snakemake"), "-n", "-p", "--cores", "1", *extra, "results/tables.tex"], cwd).stdout
+    out = run([str(BIN / "snakemake"), "results/tables.tex", "-n", "-p", "--cores", "1", *extra], cwd).stdout
     jobs = []
     for block in re.split(r"\n(?=\[.*\d{4}\]\n(?:local)?rule )", out):
         m = re.search(r"^(?:local)?rule (\w+):", block, re.M)

@@ -20,7 +20,10 @@ def greedy_ids(model: CaptionModel, before: torch.Tensor, after: torch.Tensor, *
     ids = torch.full((before.shape[0], 1), sot_id, dtype=torch.long, device=before.device)
     finished = torch.zeros(before.shape[0], dtype=torch.bool, device=before.device)
     for _ in range(max_len):
-        next_id = model.decode(ids, memories)[:, -1].argmax(-1)
+        # Only the last position's logits are needed: skip the 49,408-word head everywhere else.
+        last = torch.zeros_like(ids, dtype=torch.bool)
+        last[:, -1] = True
+        next_id = model.captioner.decode(ids, memories, positions=last).argmax(-1)
         next_id = torch.where(finished, torch.full_like(next_id, eot_id), next_id)
         ids = torch.cat([ids, next_id[:, None]], dim=1)
         finished |= next_id == eot_id

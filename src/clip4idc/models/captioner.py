@@ -141,8 +141,11 @@ class Captioner(nn.Module):
         return memories
 
     def decode(self, input_ids: torch.Tensor, memories: list[torch.Tensor],
-               key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+               key_padding_mask: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Token ids [B, L] + encoder memories → next-token logits [B, L, vocab].
+
+        positions: optional bool [B, L]; the logits of those positions only, as [N, vocab]. Training
+        needs no logits at padding, and the 49,408-word head dominates the cost of a step.
 
         key_padding_mask: optional bool [B, L], True marks padding (as in torch.nn.MultiheadAttention).
         With right padding and causal attention it changes nothing at real positions; it exists for
@@ -161,10 +164,13 @@ class Captioner(nn.Module):
             self_mask = causal & ~key_padding_mask[:, None, None, :].to(torch.bool)
         for layer, memory in zip(self.decoder, memories):
             x = layer(x, memory, self_mask)
+        if positions is not None:
+            x = x[positions]
         return self.head(x, self.token_embedding.weight)
 
-    def forward(self, visual_tokens: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.decode(input_ids, self.encode(visual_tokens))
+    def forward(self, visual_tokens: torch.Tensor, input_ids: torch.Tensor,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(input_ids, self.encode(visual_tokens), positions=positions)
 
 
 def _init_bert(module: nn.Module) -> None:

@@ -83,9 +83,11 @@ class CaptionModel(nn.Module):
                key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.captioner.decode(input_ids, memories, key_padding_mask)
 
-    def forward(self, before: torch.Tensor, after: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        """→ logits [B, L, vocab] for the next token at every position of `input_ids`."""
-        return self.decode(input_ids, self.encode(before, after))
+    def forward(self, before: torch.Tensor, after: torch.Tensor, input_ids: torch.Tensor,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """→ logits [B, L, vocab] for the next token at every position of `input_ids`
+        (or [N, vocab] at the N True entries of the bool mask `positions`)."""
+        return self.captioner.decode(input_ids, self.encode(before, after), positions=positions)
 
     @classmethod
     def from_clip(cls, clip: nn.Module, *, intra_layers: int, joint: bool, heads: int, ffn: int, layers: int,

@@ -28,7 +28,7 @@ from ..models.idc import AdaptModel, CaptionModel
 from ..params import VARIANTS, FinetuneParams, ModelParams
 from ..text import CaptionTokenizer
 from .common import device, load_checkpoint, save_checkpoint, seed_everything, set_threads
-from .losses import caption_loss
+from .losses import token_loss
 from .optim import build_optimizer
 
 # The captioner's word and position embeddings are CLIP's own (tied), so they count as CLIP.
@@ -107,9 +107,12 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
                        disable=not progress, leave=False)
             for batch in bar:
                 tok = tokenizer.training(batch["text"])
-                logits = model(batch["before"].to(dev), batch["after"].to(dev), tok["input_ids"].to(dev))
-                loss = caption_loss(logits, tok["target_ids"].to(dev), tok["target_mask"].to(dev),
-                                    role=batch["role"].to(dev))
+                real = tok["target_mask"].to(dev)
+                # Logits at real target tokens only: the same loss as caption_loss, half the head's cost.
+                logits = model(batch["before"].to(dev), batch["after"].to(dev), tok["input_ids"].to(dev),
+                               positions=real)
+                role = batch["role"].to(dev)[:, None].expand_as(real)[real]
+                loss = token_loss(logits, tok["target_ids"].to(dev)[real], role)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
@@ -120,8 +123,7 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
             predictions = decode_dataset(model, loader_eval, tokenizer, cfg.select_max_len, progress=False)
             scores = scorer.score(predictions, references)
             history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), cfg.select_split: scores})
-            if progress:
-                print(f"finetune {variant} seed {seed} epoch {epoch + 1}: loss {history[-1]['loss']:.4f}, "
+            print(f"finetune {variant} seed {seed} epoch {epoch + 1}: loss {history[-1]['loss']:.4f}, "
                       f"{cfg.select_split} {cfg.select_metric} {scores[cfg.select_metric]:.4f}", flush=True)
             if scores[cfg.select_metric] > best:
                 best, best_epoch, stale = scores[cfg.select_metric], epoch + 1, 0

@@ -32,13 +32,21 @@ def caption_loss(logits: torch.Tensor, target_ids: torch.Tensor, target_mask: to
     within each role and the per-role means are summed, as the authors sum the change and no-change
     losses on CLEVR-Change (each is a mean over its own tokens).
     """
-    token_ce = F.cross_entropy(logits.float().flatten(0, 1), target_ids.flatten(),
-                               reduction="none").view_as(target_ids)
-    mask = target_mask.to(token_ce.dtype)
+    keep = target_mask.to(torch.bool)
+    token_role = None if role is None else role[:, None].expand_as(target_ids)[keep]
+    return token_loss(logits[keep], target_ids[keep], token_role)
+
+
+def token_loss(logits: torch.Tensor, targets: torch.Tensor, role: torch.Tensor | None = None) -> torch.Tensor:
+    """`caption_loss` on the real target tokens only: logits [N, vocab], targets [N], role [N].
+
+    Training computes logits at the real positions only (see Captioner.decode), then calls this.
+    """
+    token_ce = F.cross_entropy(logits.float(), targets, reduction="none")
     if role is None:
-        return (token_ce * mask).sum() / mask.sum().clamp_min(1)
+        return token_ce.mean() if len(token_ce) else token_ce.sum()
     _, index = torch.unique(role, return_inverse=True)
     n_roles = int(index.max()) + 1
-    ce_sum = token_ce.new_zeros(n_roles).index_add(0, index, (token_ce * mask).sum(1))
-    count = mask.new_zeros(n_roles).index_add(0, index, mask.sum(1))
+    ce_sum = token_ce.new_zeros(n_roles).index_add(0, index, token_ce)
+    count = token_ce.new_zeros(n_roles).index_add(0, index, torch.ones_like(token_ce))
     return (ce_sum / count.clamp_min(1)).sum()

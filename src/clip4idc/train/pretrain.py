@@ -67,8 +67,7 @@ def pretrain(prepared_dir: str | Path, out_weights: str | Path, out_log: str | P
             losses.append(loss.item())
         acc = _val_accuracy(clip, val_set, tokenizer, cfg.batch_size, dev)
         history.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses), "val_image_to_text_acc": acc})
-        if progress:
-            print(f"pretrain epoch {epoch + 1}: loss {history[-1]['loss']:.4f}, val in-batch image->text acc {acc:.3f}", flush=True)
+        print(f"pretrain epoch {epoch + 1}: loss {history[-1]['loss']:.4f}, val in-batch image->text acc {acc:.3f}", flush=True)
 
     clip.eval()
     state = {k: v.detach().cpu() for k, v in clip.state_dict().items()}

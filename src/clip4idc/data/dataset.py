@@ -1,0 +1,274 @@
+"""Torch datasets over a prepared directory (see prepare.py). Items are dicts, never tuples.
+
+- `PretrainDataset`: single images with scene descriptions (the tiny CLIP's pretraining);
+- `AdaptDataset`: one item per (change pair, caption), before image randomly swapped with the
+  distractor (stage 1, PAPER.md §3);
+- `PairDataset`: one item per pair, for retrieval evaluation and decoding;
+- `CaptionDataset`: one item per scene (group) with all its pairs and a random caption each
+  (stage 2, PAPER.md §4: the change and no-change losses of a scene are summed);
+- `collate`: the one batch function for all of them.
+Random choices come from generators seeded by (seed, epoch, index), so an item is the same
+whichever DataLoader worker builds it, and the same on resume.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .records import SPLITS, PairRecord
+
+try:  # one source of truth for CLIP's normalisation where open_clip is installed
+    from open_clip.constants import OPENAI_DATASET_MEAN as CLIP_MEAN, OPENAI_DATASET_STD as CLIP_STD
+except ImportError:  # pragma: no cover
+    CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+    CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+_REQUIRED = ("images.npy", "images.json", "summary.json")
+
+
+class Prepared:
+    """A prepared directory: manifests, references and the image cache (memory-mapped, lazily)."""
+
+    def __init__(self, prepared_dir: str | Path):
+        self.root = Path(prepared_dir)
+        missing = [name for name in _REQUIRED if not (self.root / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{self.root} is not a prepared directory (run `clip4idc prepare`): "
+                                    f"missing {', '.join(missing)}")
+        self.summary = json.loads((self.root / "summary.json").read_text(encoding="utf-8"))
+        self.paths: list[str] = json.loads((self.root / "images.json").read_text(encoding="utf-8"))
+        self._row = {p: i for i, p in enumerate(self.paths)}
+        self._images: np.ndarray | None = None
+        self._manifests: dict[str, list[dict]] = {}
+        self._references: dict[str, dict[str, list[str]]] = {}
+        self._descriptions: dict[str, str] | None = None
+        self._mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+        self._std = torch.tensor(CLIP_STD).view(3, 1, 1)
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers re-open the memory map; pickling it would copy the whole cache.
+        return {**self.__dict__, "_images": None}
+
+    @property
+    def images(self) -> np.ndarray:
+        if self._images is None:
+            self._images = np.load(self.root / "images.npy", mmap_mode="r")
+            if self._images.shape[0] != len(self.paths):
+                raise ValueError(f"{self.root}: images.npy has {self._images.shape[0]} rows but images.json "
+                                 f"lists {len(self.paths)} paths")
+        return self._images
+
+    @property
+    def image_size(self) -> int:
+        return int(self.summary["image_size"])
+
+    def _check_split(self, split: str) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split {split!r} is not one of {SPLITS}")
+
+    def manifest(self, split: str) -> list[dict]:
+        """The pairs of a split: `PairRecord.to_dict()` plus `before_index` / `after_index`."""
+        self._check_split(split)
+        if split not in self._manifests:
+            path = self.root / "manifest" / f"{split}.jsonl"
+            if not path.is_file():
+                raise FileNotFoundError(f"{self.root} is not a prepared directory: missing manifest/{split}.jsonl")
+            with path.open(encoding="utf-8") as f:
+                self._manifests[split] = [json.loads(line) for line in f if line.strip()]
+        return self._manifests[split]
+
+    def records(self, split: str) -> list[PairRecord]:
+        fields = PairRecord.__dataclass_fields__
+        return [PairRecord.from_dict({k: v for k, v in m.items() if k in fields}) for m in self.manifest(split)]
+
+    def references(self, split: str) -> dict[str, list[str]]:
+        """{pair_id: [captions]} of a split, for scoring."""
+        self._check_split(split)
+        if split not in self._references:
+            path = self.root / "references" / f"{split}.json"
+            if not path.is_file():
+                raise FileNotFoundError(f"{self.root} is not a prepared directory: missing references/{split}.json")
+            self._references[split] = json.loads(path.read_text(encoding="utf-8"))
+        return self._references[split]
+
+    def descriptions(self) -> dict[str, str]:
+        """{image path: what it shows}; only the embedded dataset has them."""
+        if self._descriptions is None:
+            path = self.root / "scene_descriptions.json"
+            if not path.is_file():
+                raise FileNotFoundError(f"{self.root} has no scene_descriptions.json (the dataset root had none; "
+                                        f"only the embedded synthetic dataset describes its images)")
+            self._descriptions = json.loads(path.read_text(encoding="utf-8"))
+        return self._descriptions
+
+    def index_of(self, path: str) -> int:
+        """Row of an image (path relative to the dataset root) in the cache."""
+        try:
+            return self._row[path]
+        except KeyError:
+            raise KeyError(f"image {path!r} is not in the cache of {self.root}") from None
+
+    def image(self, index: int) -> torch.Tensor:
+        """Row `index` as a float tensor [3, S, S], normalised with CLIP's mean and std."""
+        pixels = torch.from_numpy(np.array(self.images[index]))  # copy out of the read-only map
+        return (pixels.permute(2, 0, 1).float().div_(255.0) - self._mean) / self._std
+
+
+def _rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch, index])
+
+
+class PretrainDataset(Dataset):
+    """Every distinct image of a split's pairs that has a description → {"image", "text"}."""
+
+    def __init__(self, prepared: Prepared, split: str = "train"):
+        self.prepared = prepared
+        descriptions = prepared.descriptions()
+        rows = dict.fromkeys(i for m in prepared.manifest(split) for i in (m["before_index"], m["after_index"]))
+        self.items = [(i, descriptions[prepared.paths[i]]) for i in rows if prepared.paths[i] in descriptions]
+        if not self.items:
+            raise ValueError(f"{prepared.root}: no image of split {split!r} has a scene description")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row, text = self.items[index]
+        return {"image": self.prepared.image(row), "text": text}
+
+
+class AdaptDataset(Dataset):
+    """One item per (change pair, caption) → {"before", "after", "text", "pair"}.
+
+    With probability `distractor_swap_p` the before image is replaced by the after image of the
+    no-change pair of the same group (the distractor, PAPER.md §3), so the pair encoder learns
+    that a viewpoint/lighting difference is not the change the caption describes.
+    """
+
+    def __init__(self, prepared: Prepared, split: str, *, distractor_swap_p: float, seed: int):
+        if not 0.0 <= distractor_swap_p <= 1.0:
+            raise ValueError(f"distractor_swap_p must be in [0, 1], got {distractor_swap_p}")
+        self.prepared, self.p, self.seed, self.epoch = prepared, float(distractor_swap_p), seed, 0
+        manifest = prepared.manifest(split)
+        self.pairs = [m for m in manifest if m["changed"]]
+        distractor = {m["group"]: m["after_index"] for m in manifest if not m["changed"]}
+        self.distractor = [distractor.get(m["group"]) for m in self.pairs]
+        lacking = [m["pair_id"] for m, d in zip(self.pairs, self.distractor) if d is None]
+        if self.p > 0 and lacking:
+            raise ValueError(f"distractor_swap_p={self.p} but {len(lacking)} change pair(s) of split {split!r} "
+                             f"have no no-change pair in their group (e.g. {lacking[:3]}); set it to 0 for this dataset")
+        self.items = [(p, c) for p, m in enumerate(self.pairs) for c in range(len(m["references"]))]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def swapped(self, index: int) -> bool:
+        """Whether item `index` shows the distractor as its before image this epoch."""
+        return self.p > 0 and bool(_rng(self.seed, self.epoch, index).random() < self.p)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        p, c = self.items[index]
+        pair = self.pairs[p]
+        before = self.distractor[p] if self.swapped(index) else pair["before_index"]
+        return {"before": self.prepared.image(before), "after": self.prepared.image(pair["after_index"]),
+                "text": pair["references"][c], "pair": p}
+
+
+class PairDataset(Dataset):
+    """One item per pair of a split (optionally only change or only no-change pairs)."""
+
+    def __init__(self, prepared: Prepared, split: str, *, changed: bool | None = None):
+        self.prepared = prepared
+        self.manifest = [m for m in prepared.manifest(split) if changed is None or m["changed"] == changed]
+        fields = PairRecord.__dataclass_fields__
+        self.records = [PairRecord.from_dict({k: v for k, v in m.items() if k in fields}) for m in self.manifest]
+
+    def __len__(self) -> int:
+        return len(self.manifest)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        m = self.manifest[index]
+        return {"before": self.prepared.image(m["before_index"]), "after": self.prepared.image(m["after_index"]),
+                "pair": index, "pair_id": m["pair_id"]}
+
+    def captions(self) -> tuple[list[str], list[int]]:
+        """Every reference, flattened, with the index of its pair (multi-sentence retrieval)."""
+        texts, text_pair = [], []
+        for i, r in enumerate(self.records):
+            texts += r.references
+            text_pair += [i] * len(r.references)
+        return texts, text_pair
+
+
+class CaptionDataset(Dataset):
+    """One item per group (scene): its k pairs, change first, each with a random reference.
+
+    → {"before": [k,3,S,S], "after": [k,3,S,S], "text": k strings, "role": LongTensor[k]} with
+    role 0 for a change pair and 1 for a no-change pair; the loss sums the roles' means.
+    """
+
+    def __init__(self, prepared: Prepared, split: str, *, seed: int):
+        self.prepared, self.seed, self.epoch = prepared, seed, 0
+        groups: dict[str, list[dict]] = {}
+        for m in prepared.manifest(split):
+            groups.setdefault(m["group"], []).append(m)
+        # Stable sort: change pairs (changed=True) first, then no-change, manifest order within each.
+        self.groups = [sorted(pairs, key=lambda m: not m["changed"]) for pairs in groups.values()]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        pairs = self.groups[index]
+        rng = _rng(self.seed, self.epoch, index)
+        image = self.prepared.image
+        return {"before": torch.stack([image(m["before_index"]) for m in pairs]),
+                "after": torch.stack([image(m["after_index"]) for m in pairs]),
+                "text": [m["references"][rng.integers(len(m["references"]))] for m in pairs],
+                "role": torch.tensor([0 if m["changed"] else 1 for m in pairs], dtype=torch.long)}
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch a list of items from any dataset above.
+
+    Tensors are stacked, ints become a LongTensor, strings a list. An item holding a list
+    (CaptionDataset: one caption per pair of the group) is a group of pairs: its tensors already
+    have a leading pair dimension and are concatenated, and its lists joined, so a batch of
+    groups is a flat batch of pairs.
+    """
+    if not batch:
+        raise ValueError("collate: empty batch")
+    keys = list(batch[0])
+    if any(list(item) != keys for item in batch):
+        raise ValueError(f"collate: items have different keys: {sorted({tuple(item) for item in batch})}")
+    grouped = any(isinstance(v, list) for v in batch[0].values())
+    out: dict[str, Any] = {}
+    for key in keys:
+        values = [item[key] for item in batch]
+        first = values[0]
+        if isinstance(first, torch.Tensor):
+            out[key] = torch.cat(values) if grouped else torch.stack(values)
+        elif isinstance(first, list):
+            out[key] = [v for value in values for v in value]
+        elif isinstance(first, bool):
+            out[key] = torch.tensor(values, dtype=torch.bool)
+        elif isinstance(first, int):
+            out[key] = torch.tensor(values, dtype=torch.long)
+        elif isinstance(first, float):
+            out[key] = torch.tensor(values, dtype=torch.float32)
+        elif isinstance(first, str):
+            out[key] = values
+        else:
+            raise TypeError(f"collate: cannot batch {key!r} of type {type(first).__name__}")
+    return out

@@ -1,0 +1,25 @@
+"""Readers of on-disk dataset formats: each turns a dataset root into `PairRecord`s.
+
+One reader per format (ARCHITECTURE.md, property 3); `prepare` picks one by name.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from ..records import PairRecord
+from .clevr_change import ClevrChangeFormatError, read_clevr_change
+
+READERS: dict[str, Callable[[str | os.PathLike], list[PairRecord]]] = {
+    "clevr_change": read_clevr_change,
+}
+
+
+def read_dataset(format_name: str, root: str | os.PathLike) -> list[PairRecord]:
+    """Every pair of the dataset at `root`, read by the reader registered as `format_name`."""
+    if format_name not in READERS:
+        raise ValueError(f"unknown dataset format {format_name!r}; known formats: {sorted(READERS)}")
+    return READERS[format_name](root)
+
+
+__all__ = ["READERS", "read_dataset", "read_clevr_change", "ClevrChangeFormatError"]
