@@ -7,7 +7,6 @@ params.yaml (validated on load); nothing here sets a default that changes result
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument("--profile", default=None, help="profile to apply from the params file (default: its `profile` key)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (they show on a terminal only)")
 
 
 def _clip_source(args, model) -> str:
@@ -99,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     except params_mod.ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    progress = not args.no_progress and os.environ.get("CLIP4IDC_NO_PROGRESS") != "1"
+    # Bars on a terminal only: in a Snakemake log a bar is thousands of redraws. Per-epoch
+    # summaries are printed either way.
+    progress = not args.no_progress and sys.stderr.isatty()
 
     if args.stage == "synthesize":
         from .data.synthetic import synthesize

@@ -1,0 +1,101 @@
+"""Every stage through the CLI, in order, on the smoke profile; the report's numbers are the metric files'."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from clip4idc import cli
+from clip4idc.params import VARIANTS
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = 7
+
+
+def _run(*args: str) -> None:
+    assert cli.main([*args, "--params", str(REPO / "params.yaml"), "--profile", "smoke", "--no-progress"]) == 0
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("chain")
+    raw, prep, clip = d / "raw", d / "prep", d / "clip.pt"
+    _run("synthesize", "--out", str(raw))
+    _run("prepare", "--root", str(raw), "--out", str(prep))
+    _run("pretrain", "--data", str(prep), "--out", str(clip), "--log", str(d / "pretrain.json"))
+    _run("adapt", "--data", str(prep), "--clip", str(clip), "--out", str(d / "adapt.pt"),
+         "--metrics", str(d / "metrics" / "adapt_retrieval.json"), "--log", str(d / "adapt.json"))
+    for variant in VARIANTS:
+        init = ["--adapted", str(d / "adapt.pt")] if variant == "adapt" else ["--clip", str(clip)]
+        ckpt = d / "models" / variant / f"seed{SEED}.pt"
+        pred = d / "predictions" / variant / f"seed{SEED}.json"
+        _run("finetune", "--data", str(prep), "--variant", variant, "--seed", str(SEED), *init,
+             "--out", str(ckpt), "--log", str(d / "train" / variant / f"seed{SEED}.json"))
+        _run("decode", "--data", str(prep), "--checkpoint", str(ckpt), "--out", str(pred))
+        _run("evaluate", "--data", str(prep), "--predictions", str(pred), "--variant", variant,
+             "--seed", str(SEED), "--out", str(d / "metrics" / variant / f"seed{SEED}.json"))
+    _run("baseline", "--data", str(prep), "--out", str(d / "predictions" / "constant.json"))
+    _run("evaluate", "--data", str(prep), "--predictions", str(d / "predictions" / "constant.json"),
+         "--variant", "constant", "--out", str(d / "metrics" / "constant.json"))
+    return d
+
+
+def test_every_stage_writes_its_outputs(chain):
+    refs = json.loads((chain / "prep" / "references" / "test.json").read_text())
+    for variant in VARIANTS:
+        pred = json.loads((chain / "predictions" / variant / f"seed{SEED}.json").read_text())
+        assert set(pred) == set(refs) and all(isinstance(c, str) for c in pred.values())
+        metrics = json.loads((chain / "metrics" / variant / f"seed{SEED}.json").read_text())
+        assert metrics["variant"] == variant and metrics["seed"] == SEED
+        assert set(metrics["metrics"]) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"}
+    retrieval = json.loads((chain / "metrics" / "adapt_retrieval.json").read_text())
+    assert {"t2p", "p2t"} <= set(retrieval) and retrieval["split"] == "test"
+
+
+def test_report_numbers_are_the_metric_files_numbers(chain, monkeypatch, tmp_path):
+    # The smoke profile trains one seed; point the report at this chain's seed.
+    from clip4idc.report.build import build_report
+    build_report(chain / "metrics", [SEED], tmp_path / "tables.tex", tmp_path / "plots" / "ablation", "smoke data")
+    tex = (tmp_path / "tables.tex").read_text()
+    assert (tmp_path / "plots" / "ablation.png").stat().st_size > 0
+    assert (tmp_path / "plots" / "ablation.pdf").read_bytes().startswith(b"%PDF")
+    ablation = tex.split(r"\end{table}")[0]
+    printed = [float(x) for x in re.findall(r"(?<![\w.])(\d+\.\d{2})(?![\d])", ablation)]
+    expected = []
+    for name in [*VARIANTS, "constant"]:
+        path = chain / "metrics" / (f"{name}/seed{SEED}.json" if name != "constant" else "constant.json")
+        m = json.loads(path.read_text())["metrics"]
+        expected += [round(100 * m[k], 2) for k in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")]
+    assert printed == pytest.approx(expected, abs=0.006)
+
+
+def test_report_refuses_a_missing_metric_file(chain, tmp_path):
+    from clip4idc.report.build import build_report
+    with pytest.raises(FileNotFoundError, match="seed999"):
+        build_report(chain / "metrics", [SEED, 999], tmp_path / "t.tex", tmp_path / "p", "x")
+    assert not (tmp_path / "t.tex").exists()
+
+
+def test_decode_uses_the_checkpoint_alone(chain, tmp_path):
+    """A fine-tuned checkpoint describes itself: decoding it again gives the same captions."""
+    from clip4idc.predict import decode_split
+    out = tmp_path / "again.json"
+    decode_split(chain / "models" / "adapt" / f"seed{SEED}.pt", chain / "prep", "test", out,
+                 max_len=8, batch_size=16, progress=False)
+    assert json.loads(out.read_text()) == json.loads((chain / "predictions" / "adapt" / f"seed{SEED}.json").read_text())
+
+
+def test_finetune_adapt_requires_the_adaptation_checkpoint(chain):
+    with pytest.raises(SystemExit, match="--adapted"):
+        _run("finetune", "--data", str(chain / "prep"), "--variant", "adapt", "--seed", "1",
+             "--clip", str(chain / "clip.pt"), "--out", str(chain / "x.pt"), "--log", str(chain / "x.json"))
+    assert not (chain / "x.pt").exists()
+
+
+def test_bad_params_exit_with_the_key_named(tmp_path, capsys):
+    bad = tmp_path / "params.yaml"
+    bad.write_text((REPO / "params.yaml").read_text().replace("  max_len: 24", "  max_length: 24"))
+    assert cli.main(["decode", "--params", str(bad), "--data", "x", "--checkpoint", "y", "--out", "z"]) == 2
+    assert "decode.max_length: unknown key" in capsys.readouterr().err
