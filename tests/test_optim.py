@@ -69,7 +69,7 @@ def test_param_groups_coef_lr_and_bert_no_decay_rule():
     model.clip = torch.nn.Linear(2, 2)
     model.new = torch.nn.Linear(2, 2)
     model.ln = torch.nn.LayerNorm(2)  # open_clip style name: decayed, as in the authors' runs
-    groups = param_groups(model, lr=1e-4, coef_lr=1e-3, weight_decay=0.2, is_clip=lambda n: n.startswith("clip."))
+    groups = param_groups(model, lr=1e-4, weight_decay=0.2, lr_scale=lambda n: 1e-3 if n.startswith("clip.") else 1.0)
     by_id = {id(p): g for g in groups for p in g["params"]}
     assert by_id[id(model.clip.weight)]["lr"] == pytest.approx(1e-7)
     assert by_id[id(model.new.weight)]["lr"] == pytest.approx(1e-4)
@@ -77,3 +77,26 @@ def test_param_groups_coef_lr_and_bert_no_decay_rule():
     assert by_id[id(model.new.weight)]["weight_decay"] == 0.2
     assert by_id[id(model.ln.weight)]["weight_decay"] == 0.2
     assert by_id[id(model.ln.bias)]["weight_decay"] == 0.0
+
+
+def test_finetune_lr_groups_follow_the_authors_unless_tied_is_set_apart():
+    import copy as _copy
+    from pathlib import Path
+
+    import yaml
+
+    from clip4idc import params as params_mod
+    from clip4idc.train.finetune import lr_scale
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    raw["finetune"]["optim"]["coef_lr"] = 1.0e-3
+    raw["finetune"]["coef_lr_tied"] = None
+    authors = params_mod.resolve(_copy.deepcopy(raw)).finetune
+    for name in ("pair_encoder.visual.conv1.weight", "pair_encoder.before_embedding",
+                 "captioner.token_embedding.weight", "captioner.positional_embedding"):
+        assert lr_scale(name, authors) == 1.0e-3, name  # everything under CLIP, as the authors
+    assert lr_scale("captioner.head.dense.weight", authors) == 1.0
+    raw["finetune"]["coef_lr_tied"] = 0.5
+    apart = params_mod.resolve(raw).finetune
+    assert lr_scale("captioner.token_embedding.weight", apart) == 0.5
+    assert lr_scale("pair_encoder.visual.conv1.weight", apart) == 1.0e-3

@@ -115,6 +115,8 @@ class FinetuneParams(Section):
     select_metric: Literal["CIDEr", "BLEU-4", "METEOR", "ROUGE-L"]
     select_max_len: int = Field(ge=1)               # greedy steps when decoding select_split each epoch
     eval_batch_size: int = Field(ge=1)
+    coef_lr_tied: float | None = Field(gt=0)        # lr multiplier of the tied word/position embeddings;
+                                                    # null = optim.coef_lr, as the authors group them
     optim: OptimParams
 
     @model_validator(mode="before")

@@ -49,7 +49,8 @@ def adapt(prepared_dir: str | Path, clip_weights: str, out_checkpoint: str | Pat
                         generator=gen, collate_fn=collate)
     if len(loader) == 0:
         raise ValueError(f"adapt: {len(train_set)} training samples is fewer than one batch of {cfg.batch_size}")
-    opt = build_optimizer(model, cfg.optim, t_total=cfg.epochs * len(loader), is_clip=is_clip_param)
+    opt = build_optimizer(model, cfg.optim, t_total=cfg.epochs * len(loader),
+                          lr_scale=lambda name: cfg.optim.coef_lr if is_clip_param(name) else 1.0)
 
     best, best_state, history = -math.inf, None, []
     for epoch in range(cfg.epochs):

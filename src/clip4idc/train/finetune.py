@@ -31,13 +31,18 @@ from .common import device, load_checkpoint, save_checkpoint, seed_everything, s
 from .losses import token_loss
 from .optim import build_optimizer
 
-# The captioner's word and position embeddings are CLIP's own (tied), so they count as CLIP.
+# The captioner's word and position embeddings are CLIP's own, tied (the LM head's output
+# weight is the word embedding).
 _TIED = ("captioner.token_embedding.", "captioner.positional_embedding")
 
 
-def is_clip_param(name: str) -> bool:
-    """Everything under CLIP, the stage-1 pair parameters included, learns at lr * coef_lr."""
-    return name.startswith("pair_encoder.") or name.startswith(_TIED)
+def lr_scale(name: str, cfg: FinetuneParams) -> float:
+    """The authors: everything under CLIP (stage-1 pair parameters and the tied embeddings included)
+    learns at lr * coef_lr. `coef_lr_tied` may set the tied embeddings apart (equal in the paper
+    profile); the captioner's own weights learn at lr."""
+    if name.startswith(_TIED):
+        return cfg.optim.coef_lr if cfg.coef_lr_tied is None else cfg.coef_lr_tied
+    return cfg.optim.coef_lr if name.startswith("pair_encoder.") else 1.0
 
 
 def build_caption_model(variant: str, model_cfg: ModelParams, clip_weights: str | None,
@@ -93,7 +98,7 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
                         generator=gen, collate_fn=collate)
     if len(loader) == 0:
         raise ValueError(f"finetune: {len(train_set)} training scenes is fewer than one batch of {cfg.batch_size}")
-    opt = build_optimizer(model, cfg.optim, t_total=cfg.epochs * len(loader), is_clip=is_clip_param)
+    opt = build_optimizer(model, cfg.optim, t_total=cfg.epochs * len(loader), lr_scale=lambda n: lr_scale(n, cfg))
     select = PairDataset(prepared, cfg.select_split)
     references = prepared.references(cfg.select_split)
 

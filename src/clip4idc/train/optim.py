@@ -84,24 +84,21 @@ class BertAdam(torch.optim.Optimizer):
 NO_DECAY = ("bias", "LayerNorm.bias", "LayerNorm.weight")
 
 
-def param_groups(model: nn.Module, *, lr: float, coef_lr: float, weight_decay: float,
-                 is_clip: Callable[[str], bool]) -> list[dict]:
-    """Four groups: (CLIP-origin or new) x (decay or not); CLIP-origin params learn at lr*coef_lr."""
-    groups: dict[tuple[bool, bool], list] = {}
+def param_groups(model: nn.Module, *, lr: float, weight_decay: float,
+                 lr_scale: Callable[[str], float]) -> list[dict]:
+    """Groups by (lr multiplier, decay or not); `lr_scale(name)` is e.g. coef_lr for CLIP-origin params."""
+    groups: dict[tuple[float, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         decay = not any(nd in name for nd in NO_DECAY)
-        groups.setdefault((is_clip(name), decay), []).append(p)
-    out = []
-    for (clip, decay), params in sorted(groups.items()):
-        out.append({"params": params, "lr": lr * coef_lr if clip else lr,
-                    "weight_decay": weight_decay if decay else 0.0})
-    return out
+        groups.setdefault((lr_scale(name), decay), []).append(p)
+    return [{"params": params, "lr": lr * scale, "weight_decay": weight_decay if decay else 0.0}
+            for (scale, decay), params in sorted(groups.items())]
 
 
 def build_optimizer(model: nn.Module, cfg: OptimParams, *, t_total: int,
-                    is_clip: Callable[[str], bool]) -> BertAdam:
-    groups = param_groups(model, lr=cfg.lr, coef_lr=cfg.coef_lr, weight_decay=cfg.weight_decay, is_clip=is_clip)
+                    lr_scale: Callable[[str], float]) -> BertAdam:
+    groups = param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay, lr_scale=lr_scale)
     return BertAdam(groups, lr=cfg.lr, t_total=t_total, warmup=cfg.warmup, schedule=cfg.schedule,
                     betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm)
