@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,10 @@ def test_mistyped_value_is_named():
 
 def test_pyyaml_exponent_without_dot_is_rejected_not_coerced():
     # PyYAML reads 1e-4 as a string; strict validation must refuse it rather than guess.
-    raw = yaml.safe_load((REPO / "params.yaml").read_text().replace("lr: 1.0e-4", "lr: 1e-4", 1))
+    text = (REPO / "params.yaml").read_text()
+    written = re.search(r"\n    lr: (\d)\.0e-(\d)", text)
+    assert written, "params.yaml should write an optimiser lr as d.0e-d"
+    raw = yaml.safe_load(text.replace(written.group(0), f"\n    lr: {written.group(1)}e-{written.group(2)}", 1))
     with pytest.raises(params.ParamsError, match=r"optim\.lr"):
         params.resolve(raw)
 

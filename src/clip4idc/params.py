@@ -23,6 +23,14 @@ VARIANTS = ("clip-ft", "no-adapt", "adapt")
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _lists_to_tuples(cls, data: Any) -> Any:
+        # YAML has no tuples, and strict mode refuses a list for a tuple field.
+        if isinstance(data, dict):
+            data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return data
+
 
 class SynthesizeParams(Section):
     seed: int = 0
@@ -70,14 +78,6 @@ class OptimParams(Section):
     schedule: Literal["warmup_cosine", "warmup_linear", "warmup_constant"]
     max_grad_norm: float = Field(ge=0)  # per tensor (BertAdam) and global
 
-    @model_validator(mode="before")
-    @classmethod
-    def _betas_from_list(cls, data: Any) -> Any:
-        # YAML has no tuples; accept a two-element list for betas.
-        if isinstance(data, dict) and isinstance(data.get("betas"), list):
-            data = {**data, "betas": tuple(data["betas"])}
-        return data
-
 
 class PretrainParams(Section):
     seed: int
@@ -98,13 +98,6 @@ class AdaptParams(Section):
     max_logit_scale: float = Field(gt=0)            # clamp of log logit scale (ln 100)
     optim: OptimParams
 
-    @model_validator(mode="before")
-    @classmethod
-    def _freeze_from_list(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("freeze"), list):
-            data = {**data, "freeze": tuple(data["freeze"])}
-        return data
-
 
 class FinetuneParams(Section):
     seeds: tuple[int, ...]                          # every variant is trained once per seed
@@ -118,16 +111,6 @@ class FinetuneParams(Section):
     coef_lr_tied: float | None = Field(gt=0)        # lr multiplier of the tied word/position embeddings;
                                                     # null = optim.coef_lr, as the authors group them
     optim: OptimParams
-
-    @model_validator(mode="before")
-    @classmethod
-    def _tuples(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            data = dict(data)
-            for key in ("seeds",):
-                if isinstance(data.get(key), list):
-                    data[key] = tuple(data[key])
-        return data
 
 
 class DecodeParams(Section):

@@ -33,15 +33,17 @@ _DIRECTIONS = {"t2p": "T-IP", "p2t": "IP-T"}
 
 
 # -- metric files -------------------------------------------------------------------------------
+def _require_keys(content, keys, source: str, what: str) -> None:
+    if not isinstance(content, Mapping):
+        raise ValueError(f"{source}: expected {what}, an object with keys {list(keys)}, got {type(content).__name__}")
+    for key in keys:
+        if key not in content:
+            raise ValueError(f"{source}: missing key {key!r} ({what} has keys {list(keys)})")
+
+
 def validate_metric_file(content, source: str) -> dict:
     """Return `content` if it is a metric file, else raise ValueError naming `source` and the key."""
-    if not isinstance(content, Mapping):
-        raise ValueError(f"{source}: expected a metric file object with keys {list(METRIC_FILE_KEYS)}, "
-                         f"got {type(content).__name__}")
-    for key in METRIC_FILE_KEYS:
-        if key not in content:
-            raise ValueError(f"{source}: missing key {key!r} (a metric file has keys "
-                             f"{list(METRIC_FILE_KEYS)})")
+    _require_keys(content, METRIC_FILE_KEYS, source, "a metric file")
     if not isinstance(content["variant"], str) or not content["variant"]:
         raise ValueError(f"{source}: key 'variant' must be a non-empty string, got {content['variant']!r}")
     if content["seed"] is not None and not _is_int(content["seed"]):
@@ -66,13 +68,7 @@ def validate_metric_file(content, source: str) -> dict:
 
 
 def validate_retrieval_file(content, source: str) -> dict:
-    if not isinstance(content, Mapping):
-        raise ValueError(f"{source}: expected a retrieval metric object with keys "
-                         f"{list(RETRIEVAL_FILE_KEYS)}, got {type(content).__name__}")
-    for key in RETRIEVAL_FILE_KEYS:
-        if key not in content:
-            raise ValueError(f"{source}: missing key {key!r} (a retrieval file has keys "
-                             f"{list(RETRIEVAL_FILE_KEYS)})")
+    _require_keys(content, RETRIEVAL_FILE_KEYS, source, "a retrieval file")
     for direction in _DIRECTIONS:
         block = content[direction]
         if not isinstance(block, Mapping):
