@@ -91,8 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _input_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean bad input (a missing file, a malformed dataset): a message, not a traceback."""
+    from .data.prepare import ImageDecodeError
+    from .data.readers.clevr_change import ClevrChangeFormatError
+    return FileNotFoundError, ImageDecodeError, ClevrChangeFormatError, params_mod.ParamsError
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        return _run(build_parser().parse_args(argv))
+    except _input_errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         cfg = params_mod.load(args.params, args.profile)
     except params_mod.ParamsError as err:
