@@ -73,7 +73,7 @@ def adapt(prepared_dir: str | Path, clip_weights: str, out_checkpoint: str | Pat
         val = evaluate_retrieval(model, prepared, cfg.select_split, tokenizer, cfg.batch_size, dev)
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), cfg.select_split: val})
         print(f"adapt epoch {epoch + 1}: loss {history[-1]['loss']:.4f}, {cfg.select_split} "
-                  f"T-IP R@1 {val['t2p']['R@1']:.2f}, IP-T R@1 {val['p2t']['R@1']:.2f}", flush=True)
+              f"T-IP R@1 {val['t2p']['R@1']:.2f}, IP-T R@1 {val['p2t']['R@1']:.2f}", flush=True)
         if val["t2p"]["R@1"] > best:
             best = val["t2p"]["R@1"]
             # deepcopy keeps tensors that share storage shared (CLIP's vision tower is reachable

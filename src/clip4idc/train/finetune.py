@@ -129,7 +129,7 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
             scores = scorer.score(predictions, references)
             history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), cfg.select_split: scores})
             print(f"finetune {variant} seed {seed} epoch {epoch + 1}: loss {history[-1]['loss']:.4f}, "
-                      f"{cfg.select_split} {cfg.select_metric} {scores[cfg.select_metric]:.4f}", flush=True)
+                  f"{cfg.select_split} {cfg.select_metric} {scores[cfg.select_metric]:.4f}", flush=True)
             if scores[cfg.select_metric] > best:
                 best, best_epoch, stale = scores[cfg.select_metric], epoch + 1, 0
                 # deepcopy keeps tensors that share storage shared (the LM head is tied to CLIP's
