@@ -87,6 +87,15 @@ def test_decode_uses_the_checkpoint_alone(chain, tmp_path):
     assert json.loads(out.read_text()) == json.loads((chain / "predictions" / "adapt" / f"seed{SEED}.json").read_text())
 
 
+def test_beam_search_decoding_through_the_stage(chain, tmp_path):
+    from clip4idc.predict import decode_split
+    out = tmp_path / "beam.json"
+    beam = decode_split(chain / "models" / "adapt" / f"seed{SEED}.pt", chain / "prep", "test", out,
+                        max_len=8, batch_size=16, beam_size=3, progress=False)
+    assert set(beam) == set(json.loads((chain / "prep" / "references" / "test.json").read_text()))
+    assert json.loads(out.read_text()) == beam
+
+
 def test_finetune_adapt_requires_the_adaptation_checkpoint(chain):
     with pytest.raises(SystemExit, match="--adapted"):
         _run("finetune", "--data", str(chain / "prep"), "--variant", "adapt", "--seed", "1",

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="fine-tuned checkpoint to write")
     p.add_argument("--log", required=True, help="training history (JSON) to write")
 
-    p = sub.add_parser("decode", help="greedy captions for a split, from a fine-tuned checkpoint")
+    p = sub.add_parser("decode", help="captions for a split (greedy or beam), from a fine-tuned checkpoint")
     p.add_argument("--data", required=True, help="prepared directory")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True, help="predictions JSON {pair_id: caption} to write")
@@ -145,7 +145,8 @@ def _run(args: argparse.Namespace) -> int:
     elif args.stage == "decode":
         from .predict import decode_split
         decode_split(args.checkpoint, args.data, cfg.decode.split, args.out, max_len=cfg.decode.max_len,
-                     batch_size=cfg.decode.batch_size, threads=args.threads, progress=progress)
+                     batch_size=cfg.decode.batch_size, beam_size=cfg.decode.beam_size, threads=args.threads,
+                     progress=progress)
     elif args.stage == "baseline":
         from .predict import constant_baseline
         constant_baseline(args.data, cfg.decode.split, args.out)

@@ -117,6 +117,7 @@ class DecodeParams(Section):
     split: Literal["val", "test"]
     max_len: int = Field(ge=1)
     batch_size: int = Field(ge=1)
+    beam_size: int = Field(ge=1)                    # 1 = greedy (the paper); > 1 = beam search
 
 
 class ReportParams(Section):

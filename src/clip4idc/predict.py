@@ -15,14 +15,15 @@ from .train.finetune import load_caption_model
 
 
 def decode_split(checkpoint: str | Path, prepared_dir: str | Path, split: str, out: str | Path, *,
-                 max_len: int, batch_size: int, threads: int | None = None, progress: bool = True) -> dict:
-    """Greedy captions for every pair of `split`, written as {pair_id: caption}."""
+                 max_len: int, batch_size: int, beam_size: int = 1, threads: int | None = None,
+                 progress: bool = True) -> dict:
+    """Captions for every pair of `split` (greedy, or beam search when beam_size > 1), as {pair_id: caption}."""
     set_threads(threads)
     model, ckpt = load_caption_model(checkpoint)
     model.to(device())
     tokenizer = CaptionTokenizer(ckpt["model"]["arch"], ckpt["model"]["max_tokens"])
     loader = DataLoader(PairDataset(Prepared(prepared_dir), split), batch_size=batch_size, collate_fn=collate)
-    predictions = decode_dataset(model, loader, tokenizer, max_len, progress=progress)
+    predictions = decode_dataset(model, loader, tokenizer, max_len, progress=progress, beam_size=beam_size)
     write_json(out, predictions)
     return predictions
 

@@ -12,9 +12,13 @@ The LM head (dense → GELU → LayerNorm → linear) reuses the word embedding 
 plus its own bias.
 
 Attention is written out with `scaled_dot_product_attention` and separate query/key/value
-projections so that a key/value cache (beam search, fast decoding) can be added per layer.
+projections so that generation can use a key/value cache: `Captioner.decode_step` feeds one new
+token per step and reuses, per decoder layer, the self-attention K/V of all earlier tokens and the
+cross-attention K/V of the memories (see `DecoderCache`). The full `decode` stays the reference.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,14 +42,23 @@ class Attention(nn.Module):
     def _split(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, H] → [B, heads, L, H/heads]
         return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
-        context = x if context is None else context
-        q, k, v = self._split(self.query(x)), self._split(self.key(context)), self._split(self.value(context))
+    def project_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of `context`, split into heads: what a key/value cache stores."""
+        return self._split(self.key(context)), self._split(self.value(context))
+
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+        """Queries from `x` over already projected (possibly cached) keys/values."""
+        q = self._split(self.query(x))
         # mask: bool, True = may attend (SDPA's convention), broadcastable to [B, heads, Lq, Lk].
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).flatten(-2))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+        k, v = self.project_kv(x if context is None else context)
+        return self.attend(x, k, v, mask=mask, causal=causal)
 
 
 class FeedForward(nn.Sequential):
@@ -82,6 +95,44 @@ class DecoderLayer(nn.Module):
         x = self.ln_self(x + self.drop(self.self_attn(x, mask=self_mask, causal=True)))
         x = self.ln_cross(x + self.drop(self.cross_attn(x, memory)))
         return self.ln_ffn(x + self.drop(self.ffn(x)))
+
+    def step(self, x: torch.Tensor, self_kv: tuple[torch.Tensor, torch.Tensor],
+             cross_kv: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """`forward` for the newest position only: x [B, 1, H] → (output [B, 1, H], grown self K/V).
+
+        Self-attention K/V are projections of this layer's *input* at each position. With causal
+        attention the input at an earlier position never depends on later tokens (post-LN or not),
+        so the K/V cached when that position was fed are exactly what a full recompute would give.
+        """
+        k, v = self.self_attn.project_kv(x)
+        k, v = torch.cat([self_kv[0], k], dim=2), torch.cat([self_kv[1], v], dim=2)
+        # The newest query may see every cached position and itself: causality holds without a mask.
+        x = self.ln_self(x + self.drop(self.self_attn.attend(x, k, v)))
+        x = self.ln_cross(x + self.drop(self.cross_attn.attend(x, *cross_kv)))
+        return self.ln_ffn(x + self.drop(self.ffn(x))), (k, v)
+
+
+@dataclass
+class DecoderCache:
+    """Key/value cache of `Captioner.decode_step`; one entry per decoder layer.
+
+    self_kv:  K/V of every token fed so far, [B, heads, t, head_dim] each (grows by one per step).
+    cross_kv: K/V of that layer's encoder memory, [B, heads, N, head_dim]: computed once per pair.
+    """
+    self_kv: list[tuple[torch.Tensor, torch.Tensor]]
+    cross_kv: list[tuple[torch.Tensor, torch.Tensor]]
+
+    @property
+    def length(self) -> int:
+        """Tokens fed so far, i.e. the position index of the next token."""
+        return self.self_kv[0][0].shape[2]
+
+    def reorder(self, index: torch.Tensor) -> "DecoderCache":
+        """Select/reorder batch rows (beam search: row i of the result continues row index[i])."""
+        def pick(kv: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+            return kv[0].index_select(0, index), kv[1].index_select(0, index)
+
+        return DecoderCache([pick(kv) for kv in self.self_kv], [pick(kv) for kv in self.cross_kv])
 
 
 class LMHead(nn.Module):
@@ -167,6 +218,37 @@ class Captioner(nn.Module):
         if positions is not None:
             x = x[positions]
         return self.head(x, self.token_embedding.weight)
+
+    def start_cache(self, memories: list[torch.Tensor]) -> DecoderCache:
+        """An empty cache for `decode_step`: no token yet, the memories' cross-attention K/V projected once."""
+        if len(memories) != len(self.decoder):
+            raise ValueError(f"got {len(memories)} encoder memories for {len(self.decoder)} decoder layers")
+        cross_kv = [layer.cross_attn.project_kv(memory) for layer, memory in zip(self.decoder, memories)]
+        empty = cross_kv[0][0][:, :, :0]  # [B, heads, 0, head_dim]
+        return DecoderCache([(empty, empty) for _ in self.decoder], cross_kv)
+
+    def decode_step(self, next_ids: torch.Tensor, memories: list[torch.Tensor],
+                    cache: DecoderCache | None = None) -> tuple[torch.Tensor, DecoderCache]:
+        """Incremental `decode`: feed only the newest token [B, 1] → (its next-token logits [B, vocab], cache).
+
+        Start with cache=None (the memories' cross-attention K/V are then projected once); later
+        steps only use the cache, `memories` is ignored. Feeding a sequence token by token gives at
+        step t the logits `decode(ids[:, :t + 1], memories)[:, t]` (up to float rounding).
+        """
+        if next_ids.ndim != 2 or next_ids.shape[1] != 1:
+            raise ValueError(f"decode_step feeds one token per row, [B, 1]; got {tuple(next_ids.shape)}")
+        if cache is None:
+            cache = self.start_cache(memories)
+        position = cache.length
+        if position >= self.max_length:
+            raise ValueError(f"caption of {position + 1} tokens exceeds the {self.max_length} text positions")
+        x = self.token_embedding(next_ids) + self.positional_embedding[position]  # the new token's own position
+        x = self.drop_embed(self.ln_embed(x))
+        self_kv = []
+        for layer, kv, cross_kv in zip(self.decoder, cache.self_kv, cache.cross_kv):
+            x, kv = layer.step(x, kv, cross_kv)
+            self_kv.append(kv)
+        return self.head(x[:, -1], self.token_embedding.weight), DecoderCache(self_kv, cache.cross_kv)
 
     def forward(self, visual_tokens: torch.Tensor, input_ids: torch.Tensor,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
