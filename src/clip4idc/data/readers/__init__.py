@@ -9,9 +9,13 @@ from typing import Callable
 
 from ..records import PairRecord
 from .clevr_change import ClevrChangeFormatError, read_clevr_change
+from .ier import IerFormatError, read_ier
+from .spot_the_diff import SpotTheDiffFormatError, read_spot_the_diff
 
 READERS: dict[str, Callable[[str | os.PathLike], list[PairRecord]]] = {
     "clevr_change": read_clevr_change,
+    "spot_the_diff": read_spot_the_diff,
+    "ier": read_ier,
 }
 
 
@@ -22,4 +26,5 @@ def read_dataset(format_name: str, root: str | os.PathLike) -> list[PairRecord]:
     return READERS[format_name](root)
 
 
-__all__ = ["READERS", "read_dataset", "read_clevr_change", "ClevrChangeFormatError"]
+__all__ = ["READERS", "read_dataset", "read_clevr_change", "ClevrChangeFormatError", "read_spot_the_diff",
+           "SpotTheDiffFormatError", "read_ier", "IerFormatError"]

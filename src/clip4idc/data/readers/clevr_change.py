@@ -16,22 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from ..records import CHANGE_TYPES, SPLITS, PairRecord
+from ._common import examples as _examples
 
 REQUIRED_FILES = ("splits.json", "change_captions.json", "no_change_captions.json", "type_mapping.json")
 IMAGE_DIRS = {"before": ("images", "CLEVR_default_{:06d}.png"),
               "change": ("sc_images", "CLEVR_semantic_{:06d}.png"),
               "distractor": ("nsc_images", "CLEVR_nonsemantic_{:06d}.png")}
-_EXAMPLES = 5  # names quoted in an error message
 
 
 class ClevrChangeFormatError(ValueError):
     """The directory is not a well-formed CLEVR-Change dataset."""
-
-
-def _examples(items) -> str:
-    items = list(items)
-    more = f", ... ({len(items) - _EXAMPLES} more)" if len(items) > _EXAMPLES else ""
-    return ", ".join(str(i) for i in items[:_EXAMPLES]) + more
 
 
 def _load(root: Path, name: str) -> Any:
