@@ -94,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _input_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input (a missing file, a malformed dataset): a message, not a traceback."""
     from .data.prepare import ImageDecodeError
-    from .data.readers.clevr_change import ClevrChangeFormatError
-    return FileNotFoundError, ImageDecodeError, ClevrChangeFormatError, params_mod.ParamsError
+    from .data.readers._common import DatasetFormatError
+    return FileNotFoundError, ImageDecodeError, DatasetFormatError, params_mod.ParamsError
 
 
 def main(argv: list[str] | None = None) -> int:

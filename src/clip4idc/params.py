@@ -47,7 +47,7 @@ class SynthesizeParams(Section):
 
 
 class PrepareParams(Section):
-    format: Literal["clevr_change"]
+    format: Literal["clevr_change", "spot_the_diff", "ier"]   # the reader of the on-disk format
     image_size: int = Field(ge=16)
     workers: int = Field(ge=1)
 

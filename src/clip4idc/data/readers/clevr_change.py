@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..records import CHANGE_TYPES, SPLITS, PairRecord
-from ._common import examples as _examples
+from ._common import DatasetFormatError, examples as _examples
 
 REQUIRED_FILES = ("splits.json", "change_captions.json", "no_change_captions.json", "type_mapping.json")
 IMAGE_DIRS = {"before": ("images", "CLEVR_default_{:06d}.png"),
@@ -24,7 +24,7 @@ IMAGE_DIRS = {"before": ("images", "CLEVR_default_{:06d}.png"),
               "distractor": ("nsc_images", "CLEVR_nonsemantic_{:06d}.png")}
 
 
-class ClevrChangeFormatError(ValueError):
+class ClevrChangeFormatError(DatasetFormatError):
     """The directory is not a well-formed CLEVR-Change dataset."""
 
 

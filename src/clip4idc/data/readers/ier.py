@@ -1,0 +1,69 @@
+"""Reader for Image-Editing-Request's on-disk format (Tan et al., ACL 2019; PAPER.md §7).
+
+Root layout (as the download stage writes it):
+- `images/`: every image file the annotations name (mostly .jpg, some .png / .gif / .jpeg);
+- `train.json`, `valid.json`, `test.json`: copied from github.com/airsplay/VisualRelationships
+  (`dataset/adobe/`), each a JSON list of
+  `{"img0": before file name, "img1": after file name, "sents": [str, ...], "uid": str}`.
+  The split named `valid` is our split `val`.
+
+One record per uid (evaluation is per uid; several uids may share an image pair and stay separate):
+pair_id = group = uid, before `images/<img0>`, after `images/<img1>`, references = sents (stripped,
+empty ones dropped; train has 1 per uid, valid/test 3, not enforced), changed=True, no change type.
+A uid seen twice (within or across files) is an error.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..records import PairRecord
+from ._common import DatasetFormatError, check_images, clean_sentences, examples, load_entries
+
+IMAGE_DIR = "images"
+SPLIT_FILES = {"train": "train.json", "val": "valid.json", "test": "test.json"}  # our split -> file
+FIELDS = {"img0": "str", "img1": "str", "sents": "list[str]", "uid": "str"}
+
+
+class IerFormatError(DatasetFormatError):
+    """The directory is not a well-formed Image-Editing-Request dataset."""
+
+
+def _annotation_file(root: Path, name: str) -> Path:
+    path = root / name
+    if not path.is_file():
+        raise IerFormatError(f"Image-Editing-Request root {root}: annotation file {name} is missing (expected "
+                             f"{', '.join(SPLIT_FILES.values())}, from github.com/airsplay/VisualRelationships "
+                             f"dataset/adobe/)")
+    return path
+
+
+def read_ier(root: str | os.PathLike) -> list[PairRecord]:
+    """All pairs (one per uid) of an IER root, by split (train, val, test), then order in the file."""
+    root = Path(root)
+    if not root.is_dir():
+        raise IerFormatError(f"Image-Editing-Request root {root} is not a directory "
+                             f"(expected {IMAGE_DIR}/ and {', '.join(SPLIT_FILES.values())})")
+    records, seen, duplicates, empty = [], {}, [], []
+    for split, name in SPLIT_FILES.items():
+        for i, entry in enumerate(load_entries(_annotation_file(root, name), FIELDS, IerFormatError)):
+            uid, where = entry["uid"], f"{name} entry {i}"
+            if uid in seen:
+                duplicates.append(f"{uid} ({seen[uid]} and {where})")
+                continue
+            seen[uid] = where
+            references = clean_sentences(entry["sents"])
+            if not references:
+                empty.append(f"{uid} ({where})")
+                continue
+            records.append(PairRecord(pair_id=uid, split=split, before=f"{IMAGE_DIR}/{entry['img0']}",
+                                      after=f"{IMAGE_DIR}/{entry['img1']}", references=references,
+                                      changed=True, change_type=None, group=uid))
+    if duplicates:
+        raise IerFormatError(f"Image-Editing-Request root {root}: {len(duplicates)} duplicate uid(s): "
+                             f"{examples(duplicates)}")
+    if empty:
+        raise IerFormatError(f"Image-Editing-Request root {root}: {len(empty)} uid(s) have no non-empty "
+                             f"sentence: {examples(empty)}")
+    check_images(root, (p for r in records for p in (r.before, r.after)), IerFormatError, "Image-Editing-Request")
+    return records
