@@ -82,15 +82,15 @@ class CaptionScorer:
                                f"(Java 8 or newer): {err}") from err
 
     # -- public API -------------------------------------------------------------------------
-    def score(self, predictions: Mapping[str, str],
-              references: Mapping[str, list[str]]) -> dict[str, float]:
+    def score(self, predictions: Mapping[str, str], references: Mapping[str, list[str]], *,
+              pred_name: str = "predictions", ref_name: str = "references") -> dict[str, float]:
         """Corpus scores of `predictions` (id -> caption) against `references` (id -> captions).
 
         The id sets must be equal. Ids are scored in the order of `references`, which is what a
         direct pycocoevalcap call over the same dicts does (sums are order-sensitive in the last
-        bits of a float).
+        bits of a float). `pred_name`/`ref_name` name the inputs in error messages (e.g. file paths).
         """
-        return self._score(predictions, references, "predictions", "references")
+        return self._score(predictions, references, pred_name, ref_name)
 
     def close(self) -> None:
         """Stop the METEOR JVM. The scorer cannot be used afterwards."""
@@ -176,10 +176,11 @@ def score_files(predictions_json: str | Path, references_json: str | Path,
                 scorer: CaptionScorer | None = None) -> dict[str, float]:
     """`CaptionScorer.score` on two JSON files; a scorer is created (and closed) if none is given."""
     predictions, references = read_json(predictions_json), read_json(references_json)
+    names = dict(pred_name=str(predictions_json), ref_name=str(references_json))
     if scorer is not None:
-        return scorer._score(predictions, references, str(predictions_json), str(references_json))
+        return scorer.score(predictions, references, **names)
     with CaptionScorer() as own:
-        return own._score(predictions, references, str(predictions_json), str(references_json))
+        return own.score(predictions, references, **names)
 
 
 def normalize_caption(caption: str) -> str:

@@ -99,7 +99,7 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
     if len(loader) == 0:
         raise ValueError(f"finetune: {len(train_set)} training scenes is fewer than one batch of {cfg.batch_size}")
     opt = build_optimizer(model, cfg.optim, t_total=cfg.epochs * len(loader), lr_scale=lambda n: lr_scale(n, cfg))
-    select = PairDataset(prepared, cfg.select_split)
+    select = DataLoader(PairDataset(prepared, cfg.select_split), batch_size=cfg.eval_batch_size, collate_fn=collate)
     references = prepared.references(cfg.select_split)
 
     best, best_state, best_epoch, history, stale = -math.inf, None, 0, [], 0
@@ -124,8 +124,7 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
                 opt.step()
                 losses.append(loss.item())
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-            loader_eval = DataLoader(select, batch_size=cfg.eval_batch_size, collate_fn=collate)
-            predictions = decode_dataset(model, loader_eval, tokenizer, cfg.select_max_len, progress=False)
+            predictions = decode_dataset(model, select, tokenizer, cfg.select_max_len, progress=False)
             scores = scorer.score(predictions, references)
             history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), cfg.select_split: scores})
             print(f"finetune {variant} seed {seed} epoch {epoch + 1}: loss {history[-1]['loss']:.4f}, "
