@@ -20,5 +20,4 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         "results/tables.tex",
-        "results/plots/ablation.png",
-        "results/plots/ablation.pdf",
+        "results/plots",

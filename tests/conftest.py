@@ -6,7 +6,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
-sys.path.insert(0, str(Path(__file__).parent))  # tests/workflow_helpers.py
+sys.path.insert(0, str(Path(__file__).parent))  # tests/workflow_helpers.py, tests/loopback.py
 
 import pytest  # noqa: E402
 
@@ -29,3 +29,13 @@ def data_prepared_dir(data_synth_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "prepared"
     prepare(data_synth_root, out, reader="clevr_change", image_size=32, progress=False)
     return out
+
+
+@pytest.fixture
+def server():
+    """A loopback HTTP server (tests/loopback.py) for the download tests."""
+    from loopback import Server
+    s = Server()
+    yield s
+    s.httpd.shutdown()
+    s.httpd.server_close()

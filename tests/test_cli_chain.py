@@ -14,16 +14,21 @@ REPO = Path(__file__).resolve().parents[1]
 SEED = 7
 
 
-def _run(*args: str) -> None:
-    assert cli.main([*args, "--params", str(REPO / "params.yaml"), "--profile", "smoke", "--no-progress"]) == 0
+DATASET = "clevr_synth"
+
+
+def _run(stage: str, *args: str) -> None:
+    dataset = [] if stage in ("pretrain", "report") else ["--dataset", DATASET]
+    assert cli.main([stage, *dataset, *args, "--params", str(REPO / "params.yaml"), "--profile", "smoke",
+                     "--no-progress"]) == 0
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("chain")
     raw, prep, clip = d / "raw", d / "prep", d / "clip.pt"
-    _run("synthesize", "--out", str(raw))
-    _run("prepare", "--root", str(raw), "--out", str(prep))
+    _run("fetch", "--out", str(raw), "--downloads", str(d / "downloads"))
+    _run("prepare", "--raw", str(raw), "--out", str(prep))
     _run("pretrain", "--data", str(prep), "--out", str(clip), "--log", str(d / "pretrain.json"))
     _run("adapt", "--data", str(prep), "--clip", str(clip), "--out", str(d / "adapt.pt"),
          "--metrics", str(d / "metrics" / "adapt_retrieval.json"), "--log", str(d / "adapt.json"))
@@ -55,12 +60,19 @@ def test_every_stage_writes_its_outputs(chain):
 
 
 def test_report_numbers_are_the_metric_files_numbers(chain, monkeypatch, tmp_path):
-    # The smoke profile trains one seed; point the report at this chain's seed.
+    # The smoke profile trains seed 2021; this chain trained SEED: give the report params that say so.
+    from clip4idc.params import load
     from clip4idc.report.build import build_report
-    build_report(chain / "metrics", [SEED], tmp_path / "tables.tex", tmp_path / "plots" / "ablation", "smoke data")
+    params = load(REPO / "params.yaml", "smoke")
+    params = params.model_copy(update={"finetune": params.finetune.model_copy(update={"seeds": (SEED,)})})
+    tree = tmp_path / "by_dataset"
+    tree.mkdir()
+    (tree / DATASET).symlink_to(chain / "metrics")
+    build_report(params, tree, tmp_path / "tables.tex", tmp_path / "plots")
     tex = (tmp_path / "tables.tex").read_text()
-    assert (tmp_path / "plots" / "ablation.png").stat().st_size > 0
-    assert (tmp_path / "plots" / "ablation.pdf").read_bytes().startswith(b"%PDF")
+    assert (tmp_path / "plots" / f"ablation-{DATASET}.png").stat().st_size > 0
+    assert (tmp_path / "plots" / f"ablation-{DATASET}.pdf").read_bytes().startswith(b"%PDF")
+    assert r"\label{tab:ablation:clevr_synth}" in tex
     ablation = tex.split(r"\end{table}")[0]
     printed = [float(x) for x in re.findall(r"(?<![\w.])(\d+\.\d{2})(?![\d])", ablation)]
     expected = []
@@ -72,9 +84,14 @@ def test_report_numbers_are_the_metric_files_numbers(chain, monkeypatch, tmp_pat
 
 
 def test_report_refuses_a_missing_metric_file(chain, tmp_path):
+    from clip4idc.params import load
     from clip4idc.report.build import build_report
+    params = load(REPO / "params.yaml", "smoke")
+    params = params.model_copy(update={"finetune": params.finetune.model_copy(update={"seeds": (SEED, 999)})})
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / DATASET).symlink_to(chain / "metrics")
     with pytest.raises(FileNotFoundError, match="seed999"):
-        build_report(chain / "metrics", [SEED, 999], tmp_path / "t.tex", tmp_path / "p", "x")
+        build_report(params, tmp_path / "m", tmp_path / "t.tex", tmp_path / "p")
     assert not (tmp_path / "t.tex").exists()
 
 
@@ -106,5 +123,14 @@ def test_finetune_adapt_requires_the_adaptation_checkpoint(chain):
 def test_bad_params_exit_with_the_key_named(tmp_path, capsys):
     bad = tmp_path / "params.yaml"
     bad.write_text((REPO / "params.yaml").read_text().replace("  max_len: 24", "  max_length: 24"))
-    assert cli.main(["decode", "--params", str(bad), "--data", "x", "--checkpoint", "y", "--out", "z"]) == 2
+    assert cli.main(["decode", "--dataset", DATASET, "--params", str(bad), "--data", "x", "--checkpoint", "y",
+                     "--out", "z"]) == 2
     assert "decode.max_length: unknown key" in capsys.readouterr().err
+
+
+def test_a_dataset_outside_the_profile_is_refused_with_the_dvc_fix(capsys):
+    """Under DVC the DAG's shape comes from the top level: a mismatch must stop, saying how to fix it."""
+    args = ["--params", str(REPO / "params.yaml"), "--data", "x", "--out", "z"]
+    assert cli.main(["baseline", "--dataset", DATASET, "--profile", "paper", *args]) == 2
+    err = capsys.readouterr().err
+    assert "not one this profile runs" in err and "-S 'datasets=[clevr_change,spot_the_diff,ier]'" in err

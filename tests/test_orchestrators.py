@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow_helpers import BIN, REPO, run, scratch_repo, snakemake_jobs
+from workflow_helpers import BIN, run, scratch_repo, snakemake_jobs
 
 pytestmark = pytest.mark.slow
 
-OUTPUTS = ["results/tables.tex", "results/plots/ablation.png", "results/plots/ablation.pdf",
-           "results/metrics/constant.json", "results/metrics/adapt_retrieval.json",
-           *[f"results/metrics/{v}/seed2021.json" for v in ("clip-ft", "no-adapt", "adapt")]]
+M = "results/metrics/clevr_synth"
+OUTPUTS = ["results/tables.tex", "results/plots/ablation-clevr_synth.png", "results/plots/ablation-clevr_synth.pdf",
+           f"{M}/constant.json", f"{M}/adapt_retrieval.json",
+           *[f"{M}/{v}/seed2021.json" for v in ("clip-ft", "no-adapt", "adapt")]]
 DECODE_ONWARDS = {"decode", "evaluate", "report"}
 
 
@@ -104,8 +105,8 @@ def test_dvc_push_then_pull_in_a_fresh_clone_restores_everything(dvc_run, tmp_pa
     run(["git", "clone", "-q", str(dvc_run), str(clone)], tmp_path)
     run([str(BIN / "dvc"), "remote", "modify", "--local", "local", "url", str(storage)], clone)
     run([str(BIN / "dvc"), "pull"], clone)
-    for out in ["data/prepared/clevr_synth/images.npy", "models/pretrain/clip.pt", "models/adapt/model.pt",
-                "models/finetune/adapt/seed2021.pt", *OUTPUTS]:
+    for out in ["data/prepared/clevr_synth/images.npy", "models/pretrain/clip.pt",
+                "models/clevr_synth/adapt/model.pt", "models/clevr_synth/finetune/adapt/seed2021.pt", *OUTPUTS]:
         assert (clone / out).is_file(), out
     status = run([str(BIN / "dvc"), "status"], clone).stdout
     assert "up to date" in status, status

@@ -90,3 +90,63 @@ def test_snakemake_config_may_only_switch_profile(tmp_path):
 def test_missing_params_file_is_named(tmp_path):
     with pytest.raises(params.ParamsError, match="does not exist"):
         params.load(tmp_path / "nope.yaml")
+
+
+# -- datasets, their overrides, the paper profile --------------------------------------------------
+def test_paper_profile_is_the_papers_setting_on_three_datasets():
+    p = params.resolve(copy.deepcopy(RAW), "paper")
+    assert p.datasets == ("clevr_change", "spot_the_diff", "ier")
+    assert all(p.data[d].source == "download" for d in p.datasets)
+    assert (p.model.arch, p.model.pretrained, p.model.intra_layers, p.model.max_tokens) == \
+        ("ViT-B-32-quickgelu", "openai", 9, 32)
+    assert (p.adapt.optim.lr, p.adapt.optim.coef_lr, p.adapt.batch_size, p.adapt.epochs) == (1.0e-4, 1.0e-3, 128, 12)
+    assert (p.finetune.optim.lr, p.finetune.optim.coef_lr, p.finetune.coef_lr_tied) == (1.0e-4, 1.0e-3, None)
+    assert (p.finetune.epochs, p.finetune.patience, p.finetune.batch_size) == (50, 10, 16)
+    assert p.prepare.image_size == 224 and p.decode.max_len == 32
+
+
+def test_dataset_overrides_apply_after_the_profile():
+    clevr = params.resolve(copy.deepcopy(RAW), "paper", dataset="clevr_change")
+    spot = params.resolve(copy.deepcopy(RAW), "paper", dataset="spot_the_diff")
+    assert (clevr.adapt.epochs, clevr.adapt.distractor_swap_p) == (12, 0.5)
+    assert (spot.adapt.epochs, spot.adapt.distractor_swap_p) == (20, 0.0)   # PAPER.md section 3; no distractors
+    assert spot.dataset == "spot_the_diff" and spot.finetune == clevr.finetune
+
+
+def test_dataset_override_typos_are_named_even_when_not_resolving_that_dataset():
+    raw = copy.deepcopy(RAW)
+    raw["profiles"]["paper"]["data"]["ier"]["overrides"]["adapt"]["epoch"] = 3
+    with pytest.raises(params.ParamsError, match=r"data\.ier\.overrides\.adapt\.epoch"):
+        params.resolve(raw, "paper")
+
+
+@pytest.mark.parametrize("overrides, message", [({"model": {"intra_layers": 2}}, "may set only"),
+                                                ({"finetune": {"seeds": [1]}}, "seeds shape the DAG")])
+def test_dataset_overrides_may_not_change_shared_weights_or_the_dag(overrides, message):
+    raw = copy.deepcopy(RAW)
+    raw["data"]["clevr_synth"]["overrides"] = overrides
+    with pytest.raises(params.ParamsError, match=message):
+        params.resolve(raw)
+
+
+def test_datasets_must_be_known_and_listed_once():
+    raw = copy.deepcopy(RAW)
+    raw["datasets"] = ["clevr_synth", "clevr_synth"]
+    with pytest.raises(params.ParamsError, match="listed once"):
+        params.resolve(raw)
+    raw["datasets"] = ["coco"]
+    with pytest.raises(params.ParamsError, match="known"):
+        params.resolve(raw)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"name": "a.zip", "url": "http://x/a.zip", "gdrive": "abc"}, "exactly one of"),
+    ({"name": "a.zip", "url": "http://x/a.zip", "sha256": "ABC"}, "64 lower-case hex"),
+    ({"name": "../a.zip", "url": "http://x/a.zip"}, "relative path inside"),
+    ({"name": "a.zip", "url": "http://x/a.zip", "unpack": "/abs"}, "relative path inside"),
+])
+def test_download_entries_are_checked(entry, message):
+    raw = copy.deepcopy(RAW)
+    raw["data"]["clevr_change"]["files"] = [entry]
+    with pytest.raises(params.ParamsError, match=message):
+        params.resolve(raw)

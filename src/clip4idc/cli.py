@@ -20,60 +20,65 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars (they show on a terminal only)")
 
 
-def _clip_source(args, model) -> str:
-    """Where the CLIP weights come from: the pretrain stage's file, OpenAI's, or a given file."""
-    if model.pretrained == "pipeline":
-        if not args.clip:
-            raise SystemExit("error: model.pretrained is 'pipeline': pass the pretrain stage's weights with --clip")
-        return args.clip
-    if args.clip and args.clip != model.pretrained:
-        raise SystemExit(f"error: --clip {args.clip} contradicts model.pretrained={model.pretrained!r}")
-    return model.pretrained
+def _dataset(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help="a dataset of the profile's `datasets` (its "
+                   "`data.<dataset>.overrides` apply)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clip4idc", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
 
-    p = sub.add_parser("synthesize", help="write the embedded dataset in CLEVR-Change's on-disk format")
-    p.add_argument("--out", required=True, help="dataset root to create")
+    p = sub.add_parser("fetch", help="a dataset as distributed: downloaded from its official sources, or "
+                       "written by the embedded generator")
+    _dataset(p)
+    p.add_argument("--out", required=True, help="folder to create (the dataset's files, as distributed)")
+    p.add_argument("--downloads", required=True, help="folder that keeps downloaded files between runs; "
+                   "put files fetched by hand here")
 
     p = sub.add_parser("prepare", help="read a dataset; write manifests, references and an image cache")
-    p.add_argument("--root", required=True, help="dataset root (as distributed)")
+    _dataset(p)
+    p.add_argument("--raw", required=True, help="the fetch stage's output for this dataset")
     p.add_argument("--out", required=True, help="prepared directory to create")
 
-    p = sub.add_parser("pretrain", help="pretrain a tiny CLIP on single images (stands in for OpenAI weights)")
-    p.add_argument("--data", required=True, help="prepared directory")
+    p = sub.add_parser("pretrain", help="the CLIP every later stage starts from: a tiny one trained here "
+                       "(model.pretrained: pipeline) or the given weights exported (openai, or a file)")
+    p.add_argument("--data", required=True, help="prepared directory (used by model.pretrained: pipeline)")
     p.add_argument("--out", required=True, help="CLIP state-dict file to write")
-    p.add_argument("--log", required=True, help="training log (JSON) to write")
+    p.add_argument("--log", required=True, help="log (JSON) to write")
 
     p = sub.add_parser("adapt", help="stage 1: retrieval adaptation of the pair encoder")
+    _dataset(p)
     p.add_argument("--data", required=True, help="prepared directory")
-    p.add_argument("--clip", default=None, help="CLIP weights (required when model.pretrained is 'pipeline')")
+    p.add_argument("--clip", required=True, help="CLIP weights (the pretrain stage's output)")
     p.add_argument("--out", required=True, help="adaptation checkpoint to write")
     p.add_argument("--metrics", required=True, help="test retrieval metrics (JSON) to write")
     p.add_argument("--log", required=True, help="training history (JSON) to write")
 
     p = sub.add_parser("finetune", help="stage 2: fine-tune a captioner (one variant, one seed)")
+    _dataset(p)
     p.add_argument("--data", required=True, help="prepared directory")
     p.add_argument("--variant", required=True, choices=params_mod.VARIANTS)
     p.add_argument("--seed", required=True, type=int)
-    p.add_argument("--clip", default=None, help="CLIP weights (variants clip-ft and no-adapt, when "
-                   "model.pretrained is 'pipeline')")
+    p.add_argument("--clip", default=None, help="CLIP weights, the pretrain stage's output (variants clip-ft "
+                   "and no-adapt)")
     p.add_argument("--adapted", default=None, help="adaptation checkpoint (variant adapt, which starts from it)")
     p.add_argument("--out", required=True, help="fine-tuned checkpoint to write")
     p.add_argument("--log", required=True, help="training history (JSON) to write")
 
     p = sub.add_parser("decode", help="captions for a split (greedy or beam), from a fine-tuned checkpoint")
+    _dataset(p)
     p.add_argument("--data", required=True, help="prepared directory")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True, help="predictions JSON {pair_id: caption} to write")
 
     p = sub.add_parser("baseline", help="constant-caption baseline: the most frequent training caption")
+    _dataset(p)
     p.add_argument("--data", required=True, help="prepared directory")
     p.add_argument("--out", required=True, help="predictions JSON to write")
 
     p = sub.add_parser("evaluate", help="caption metrics (pycocoevalcap) of a predictions file")
+    _dataset(p)
     p.add_argument("--data", required=True, help="prepared directory (its references are used)")
     p.add_argument("--predictions", required=True)
     p.add_argument("--variant", required=True, help="name recorded in the metrics file")
@@ -81,10 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="metrics JSON to write")
 
     p = sub.add_parser("report", help="results/tables.tex and the ablation plots from metric files")
-    p.add_argument("--metrics-dir", required=True, help="folder of metric files: <variant>/seed<seed>.json "
-                   "for every variant and finetune.seeds, constant.json, adapt_retrieval.json")
+    p.add_argument("--metrics-dir", required=True, help="folder of metric files: <dataset>/<variant>/"
+                   "seed<seed>.json for every dataset, variant and finetune.seeds, <dataset>/constant.json, "
+                   "<dataset>/adapt_retrieval.json")
     p.add_argument("--tables", required=True, help="LaTeX file to write")
-    p.add_argument("--plot", required=True, help="ablation plot path without extension (.png and .pdf written)")
+    p.add_argument("--plots", required=True, help="folder for the ablation plots (ablation-<dataset>.png/.pdf)")
 
     for p in sub.choices.values():
         _common(p)
@@ -94,8 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _input_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input (a missing file, a malformed dataset): a message, not a traceback."""
     from .data.prepare import ImageDecodeError
+    from .data.download import DownloadError
+    from .data.extract import UnsafeArchiveError
     from .data.readers._common import DatasetFormatError
-    return FileNotFoundError, ImageDecodeError, DatasetFormatError, params_mod.ParamsError
+    return (FileNotFoundError, ImageDecodeError, DatasetFormatError, params_mod.ParamsError, DownloadError,
+            UnsafeArchiveError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        cfg = params_mod.load(args.params, args.profile)
+        cfg = params_mod.load(args.params, args.profile, getattr(args, "dataset", None))
     except params_mod.ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -116,30 +125,33 @@ def _run(args: argparse.Namespace) -> int:
     # summaries are printed either way.
     progress = not args.no_progress and sys.stderr.isatty()
 
-    if args.stage == "synthesize":
-        from .data.synthetic import synthesize
-        s = cfg.synthesize
-        synthesize(args.out, seed=s.seed, n_train=s.n_train, n_val=s.n_val, n_test=s.n_test, width=s.width,
-                   height=s.height, min_objects=s.min_objects, max_objects=s.max_objects,
-                   n_change_captions=s.change_captions, n_no_change_captions=s.no_change_captions,
-                   workers=s.workers, progress=progress)
+    if args.stage == "fetch":
+        from .data.fetch import fetch
+        counts = fetch(args.dataset, cfg, args.out, args.downloads, progress=progress)
+        print(f"fetch {args.dataset}: pairs per split {counts}", flush=True)
     elif args.stage == "prepare":
+        from .data.fetch import dataset_root
         from .data.prepare import prepare
-        prepare(args.root, args.out, reader=cfg.prepare.format, image_size=cfg.prepare.image_size,
-                workers=cfg.prepare.workers, progress=progress)
+        prepare(dataset_root(args.raw, cfg, args.dataset), args.out, reader=cfg.data[args.dataset].format,
+                image_size=cfg.prepare.image_size, workers=cfg.prepare.workers, progress=progress)
     elif args.stage == "pretrain":
-        from .train.pretrain import pretrain
-        pretrain(args.data, args.out, args.log, model_cfg=cfg.model, cfg=cfg.pretrain, threads=args.threads,
-                 progress=progress)
+        from .train.pretrain import export_clip, pretrain
+        if cfg.model.pretrained == "pipeline":
+            pretrain(args.data, args.out, args.log, model_cfg=cfg.model, cfg=cfg.pretrain, threads=args.threads,
+                     progress=progress)
+        else:
+            export_clip(args.out, args.log, model_cfg=cfg.model)
     elif args.stage == "adapt":
         from .train.adapt import adapt
-        adapt(args.data, _clip_source(args, cfg.model), args.out, args.metrics, args.log, model_cfg=cfg.model,
+        adapt(args.data, args.clip, args.out, args.metrics, args.log, model_cfg=cfg.model,
               cfg=cfg.adapt, threads=args.threads, progress=progress)
     elif args.stage == "finetune":
         from .train.finetune import finetune
         if (args.variant == "adapt") != bool(args.adapted):
             raise SystemExit("error: --adapted is required for variant adapt and only for it")
-        clip = None if args.variant == "adapt" else _clip_source(args, cfg.model)
+        if (args.variant != "adapt") != bool(args.clip):
+            raise SystemExit("error: --clip is required for variants clip-ft and no-adapt and only for them")
+        clip = args.clip
         finetune(args.data, args.variant, args.seed, clip, args.adapted, args.out, args.log,
                  model_cfg=cfg.model, cfg=cfg.finetune, threads=args.threads, progress=progress)
     elif args.stage == "decode":
@@ -157,7 +169,7 @@ def _run(args: argparse.Namespace) -> int:
                              variant=args.variant, seed=args.seed, split=split)
     elif args.stage == "report":
         from .report.build import build_report
-        build_report(args.metrics_dir, cfg.finetune.seeds, args.tables, args.plot, cfg.report.dataset_label)
+        build_report(cfg, args.metrics_dir, args.tables, args.plots)
     return 0
 
 

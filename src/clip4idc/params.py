@@ -11,6 +11,7 @@ per-section overrides; `profile: <name>` (or `--profile`) applies them. Both Sna
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,8 +47,73 @@ class SynthesizeParams(Section):
     workers: int = Field(ge=1)
 
 
+class SourceFile(Section):
+    """One file of a dataset's official distribution (PAPER.md section 7), and where it goes.
+
+    Exactly one origin: `url` (HTTP/HTTPS), `gdrive` (a Google Drive file id) or `gdrive_folder`
+    (a Google Drive folder id: every file in it). `mirrors` are tried in order when the origin fails.
+    """
+    name: str                                # file (or folder) name under the dataset's downloads folder
+    url: str | None = None
+    gdrive: str | None = None
+    gdrive_folder: str | None = None
+    archive_org: str | None = None           # mirror: an archive.org item id; its original files are fetched
+    mirrors: tuple[str, ...] = ()            # mirror URLs of a single file, tried in order
+    sha256: str | None = None                # pinned hash; null: computed and reported on first download
+    unpack: str | None = None                # archives: unpack into this folder of the dataset root ("." = the
+                                             # root); null: place the file itself at `name` in the dataset root
+    strip: int = Field(default=0, ge=0)      # leading path components dropped from archive members
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> "SourceFile":
+        origins = [k for k in ("url", "gdrive", "gdrive_folder") if getattr(self, k)]
+        if len(origins) != 1:
+            raise ValueError(f"file {self.name!r}: give exactly one of url, gdrive, gdrive_folder (got {origins})")
+        if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise ValueError(f"file {self.name!r}: sha256 must be 64 lower-case hex digits, got {self.sha256!r}")
+        if self.gdrive_folder and (self.sha256 or self.mirrors):
+            raise ValueError(f"file {self.name!r}: a gdrive_folder has no single sha256 or mirror URLs "
+                             "(use archive_org for its mirror)")
+        if self.archive_org and not self.gdrive_folder:
+            raise ValueError(f"file {self.name!r}: archive_org mirrors a gdrive_folder")
+        for name in (self.name, self.unpack or "."):
+            if name.startswith("/") or ".." in Path(name).parts:
+                raise ValueError(f"file {self.name!r}: {name!r} must be a relative path inside the dataset")
+        return self
+
+
+class DatasetParams(Section):
+    """One dataset the project knows: where it comes from, how it is read, what differs for it."""
+    source: Literal["synthesize", "download"]   # synthesize: the embedded generator; download: `files`
+    format: Literal["clevr_change", "spot_the_diff", "ier"]   # the reader of its on-disk format
+    label: str                                  # how tables and plots name it
+    files: tuple[SourceFile, ...] = ()          # source download: the official files (PAPER.md section 7)
+    root: str = "."                             # the dataset root inside the unpacked files
+    overrides: dict[str, Any] = {}              # values of other sections for this dataset (e.g. adapt.epochs)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files_to_tuple(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("files"), list):
+            data = {**data, "files": tuple(data["files"])}
+        return data
+
+    @model_validator(mode="after")
+    def _files_match_source(self) -> "DatasetParams":
+        if (self.source == "download") != bool(self.files):
+            raise ValueError("a dataset lists `files` exactly when its source is `download`")
+        return self
+
+
+class DownloadParams(Section):
+    """How downloads behave (the files themselves are listed per dataset under `data`)."""
+    retries: int = Field(ge=1)                  # attempts per origin
+    backoff: float = Field(ge=0)                # seconds before the 2nd attempt, doubled after each
+    timeout: float = Field(gt=0)                # seconds without data before an attempt fails
+    archive_org_base: str                       # https://archive.org (tests point it at a local server)
+
+
 class PrepareParams(Section):
-    format: Literal["clevr_change", "spot_the_diff", "ier"]   # the reader of the on-disk format
     image_size: int = Field(ge=16)
     workers: int = Field(ge=1)
 
@@ -120,13 +186,13 @@ class DecodeParams(Section):
     beam_size: int = Field(ge=1)                    # 1 = greedy (the paper); > 1 = beam search
 
 
-class ReportParams(Section):
-    dataset_label: str                              # how tables and plots name the data the run used
-
-
 class Params(Section):
     profile: str
     profiles: dict[str, dict[str, Any]]
+    datasets: tuple[str, ...]                       # the datasets the DAG runs (with finetune.seeds: its shape)
+    data: dict[str, DatasetParams]                  # every dataset the project knows
+    dataset: str | None = None                      # set when resolved for one dataset (its overrides applied)
+    download: DownloadParams
     synthesize: SynthesizeParams
     prepare: PrepareParams
     model: ModelParams
@@ -134,10 +200,15 @@ class Params(Section):
     adapt: AdaptParams
     finetune: FinetuneParams
     decode: DecodeParams
-    report: ReportParams
 
     @model_validator(mode="after")
     def _consistent(self) -> "Params":
+        if not self.datasets:
+            raise ValueError("datasets must list at least one dataset")
+        unknown = [d for d in self.datasets if d not in self.data]
+        if unknown or len(set(self.datasets)) != len(self.datasets):
+            raise ValueError(f"datasets {list(self.datasets)}: each must be a key of `data` "
+                             f"(known: {sorted(self.data)}), listed once")
         if self.synthesize.max_objects < self.synthesize.min_objects:
             raise ValueError("synthesize.max_objects must be >= synthesize.min_objects")
         for key, value in (("decode.max_len", self.decode.max_len),
@@ -153,20 +224,28 @@ class ParamsError(ValueError):
     """params.yaml is missing, malformed, or has an unknown / mistyped key."""
 
 
-def _merge(base: dict, override: dict, where: str) -> dict:
+def _merge(base: dict, override: dict, where: str, open_: bool = False) -> dict:
+    """`base` with `override`'s values, recursively. Keys must exist in `base` (so a typo is an
+    error), except below an `overrides` key, whose contents are checked when they are applied."""
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if key not in out:
+        if key not in out and not open_:
             raise ParamsError(f"{where}.{key}: no such key in the base params (a profile only overrides existing keys)")
-        if isinstance(value, dict) and isinstance(out[key], dict):
-            out[key] = _merge(out[key], value, f"{where}.{key}")
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, f"{where}.{key}", open_ or key == "overrides")
         else:
-            out[key] = value
+            out[key] = copy.deepcopy(value)
     return out
 
 
-def resolve(raw: dict, profile: str | None = None, source: str = "params") -> Params:
-    """Apply a profile's overrides to the raw params dict and validate the result."""
+# Sections a dataset's `overrides` may set: those that describe how to train and evaluate on it.
+# `model` and `pretrain` are not among them: every dataset starts from the same CLIP weights.
+_DATASET_SECTIONS = ("prepare", "adapt", "finetune", "decode")
+
+
+def resolve(raw: dict, profile: str | None = None, source: str = "params", dataset: str | None = None) -> Params:
+    """Apply a profile's overrides to the raw params dict, then (with `dataset`) that dataset's
+    `overrides`, and validate the result. Every listed dataset's overrides are checked either way."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of sections at the top level")
     profile = profile or raw.get("profile", "embedded")
@@ -177,6 +256,33 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params") -> Pa
                     profiles[profile] or {}, f"profiles.{profile}")
     merged["profile"] = profile
     merged["profiles"] = profiles
+    params = _validate(merged, source, repr(profile))
+    if dataset is not None and dataset not in params.datasets:
+        raise ParamsError(
+            f"{source} (profile {profile!r}): dataset {dataset!r} is not one this profile runs "
+            f"(datasets: {list(params.datasets)}). Under DVC, dvc.yaml reads `datasets` and `finetune.seeds` "
+            f"from the top level of {source}: set them with the profile, e.g. "
+            f"dvc exp run -S profile={profile} -S 'datasets={_hydra_list(params.datasets)}'")
+    for name in params.datasets if dataset is None else (dataset,):
+        overrides = merged["data"][name].get("overrides") or {}
+        where = f"data.{name}.overrides"
+        misplaced = sorted(set(overrides) - set(_DATASET_SECTIONS))
+        if misplaced:
+            raise ParamsError(f"{source}: {where} may set only {list(_DATASET_SECTIONS)}; got {misplaced}")
+        if "seeds" in (overrides.get("finetune") or {}):
+            raise ParamsError(f"{source}: {where}.finetune.seeds: seeds shape the DAG and are the same for "
+                              f"every dataset; set finetune.seeds instead")
+        resolved = _validate({**_merge(merged, overrides, where), "dataset": name}, source, f"{profile!r}, dataset {name!r}")
+        if name == dataset:
+            return resolved
+    return params
+
+
+def _hydra_list(items) -> str:
+    return "[" + ",".join(str(i) for i in items) + "]"
+
+
+def _validate(merged: dict, source: str, what: str) -> Params:
     try:
         return Params.model_validate(merged)
     except ValidationError as err:
@@ -189,10 +295,10 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params") -> Pa
                 lines.append(f"  {loc}: required key is missing")
             else:
                 lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
-        raise ParamsError(f"{source} (profile {profile!r}) is invalid:\n" + "\n".join(lines)) from None
+        raise ParamsError(f"{source} (profile {what}) is invalid:\n" + "\n".join(lines)) from None
 
 
-def load(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
+def load(path: str | Path = "params.yaml", profile: str | None = None, dataset: str | None = None) -> Params:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"params file {path} does not exist")
@@ -200,7 +306,7 @@ def load(path: str | Path = "params.yaml", profile: str | None = None) -> Params
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ParamsError(f"{path} is not valid YAML: {err}") from err
-    return resolve(raw, profile, source=str(path))
+    return resolve(raw, profile, source=str(path), dataset=dataset)
 
 
 def from_snakemake_config(config: dict, path: str | Path = "params.yaml") -> Params:

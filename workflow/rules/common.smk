@@ -1,10 +1,16 @@
-# Shared names for the rules: paths, variants, seeds. No stage logic lives here.
+# Shared names for the rules: paths, datasets, variants, seeds. No stage logic lives here.
 
 PROFILE = P.profile
+DATASETS = list(P.datasets)
 VARIANTS = list(clip4idc_params.VARIANTS)
 SEEDS = list(P.finetune.seeds)
-RAW = "data/raw/clevr_synth"
-PREPARED = "data/prepared/clevr_synth"
+# Each dataset's own view of the params (its `data.<dataset>.overrides` applied): what its rules track.
+DP = {d: clip4idc_params.resolve(config, PROFILE, "params.yaml", dataset=d) for d in DATASETS}
+RAW = "data/raw/{dataset}"
+DOWNLOADS = "data/downloads/{dataset}"
+PREPARED = "data/prepared/{dataset}"
+# The tiny CLIP is pretrained on the first dataset (model.pretrained: pipeline); other weights ignore it.
+PRETRAIN_DATA = f"data/prepared/{DATASETS[0]}"
 CLIP_WEIGHTS = "models/pretrain/clip.pt"
 # Every command reads params.yaml under the profile chosen here, exactly as in dvc.yaml.
 CLI = f"clip4idc {{stage}} --params params.yaml --profile {PROFILE}"
@@ -18,6 +24,12 @@ CODE_METRICS = "src/clip4idc/metrics"
 CODE_REPORT = "src/clip4idc/report"
 
 
+def section(*names):
+    """A params function: the named sections of one dataset's params (Snakemake's rerun trigger)."""
+    return lambda wc: [getattr(DP[wc.dataset], name).model_dump() for name in names]
+
+
 wildcard_constraints:
+    dataset="|".join(DATASETS),
     variant="|".join(VARIANTS),
     seed=r"\d+",

@@ -1,27 +1,33 @@
-rule synthesize:
+rule fetch:
     output:
         directory(RAW),
     params:
-        section=P.synthesize.model_dump(),
+        # the dataset's entry (source, files, hashes), and the generator or how downloads behave
+        section=lambda wc: [
+            P.data[wc.dataset].model_dump(),
+            (P.synthesize if P.data[wc.dataset].source == "synthesize" else P.download).model_dump(),
+        ],
     log:
-        "logs/synthesize.log",
+        "logs/{dataset}/fetch.log",
     conda:
         CONDA_ENV
     shell:
-        CLI.format(stage="synthesize") + " --out {output} > {log} 2>&1"
+        CLI.format(stage="fetch")
+        + " --dataset {wildcards.dataset} --out {output} --downloads data/downloads/{wildcards.dataset}"
+        " > {log} 2>&1"
 
 
 rule prepare:
     input:
-        root=RAW,
+        raw=RAW,
         code=CODE_DATA,
     output:
         directory(PREPARED),
     params:
-        section=P.prepare.model_dump(),
+        section=section("prepare"),
     log:
-        "logs/prepare.log",
+        "logs/{dataset}/prepare.log",
     conda:
         CONDA_ENV
     shell:
-        CLI.format(stage="prepare") + " --root {input.root} --out {output} > {log} 2>&1"
+        CLI.format(stage="prepare") + " --dataset {wildcards.dataset} --raw {input.raw} --out {output} > {log} 2>&1"

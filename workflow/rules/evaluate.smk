@@ -1,70 +1,71 @@
 rule decode:
     input:
         data=PREPARED,
-        checkpoint="models/finetune/{variant}/seed{seed}.pt",
+        checkpoint="models/{dataset}/finetune/{variant}/seed{seed}.pt",
         code=CODE_DECODE,
     output:
-        "results/predictions/{variant}/seed{seed}.json",
+        "results/predictions/{dataset}/{variant}/seed{seed}.json",
     params:
-        section=P.decode.model_dump(),
+        section=section("decode"),
     threads: workflow.cores
     log:
-        "logs/decode/{variant}/seed{seed}.log",
+        "logs/{dataset}/decode/{variant}/seed{seed}.log",
     conda:
         CONDA_ENV
     shell:
         CLI.format(stage="decode")
-        + " --data {input.data} --checkpoint {input.checkpoint} --out {output} > {log} 2>&1"
+        + " --dataset {wildcards.dataset} --data {input.data} --checkpoint {input.checkpoint} --out {output}"
+        " > {log} 2>&1"
 
 
 rule baseline:
     input:
         data=PREPARED,
     output:
-        "results/predictions/constant.json",
+        "results/predictions/{dataset}/constant.json",
     params:
-        split=P.decode.split,
+        split=lambda wc: DP[wc.dataset].decode.split,
     log:
-        "logs/baseline.log",
+        "logs/{dataset}/baseline.log",
     conda:
         CONDA_ENV
     shell:
-        CLI.format(stage="baseline") + " --data {input.data} --out {output} > {log} 2>&1"
+        CLI.format(stage="baseline") + " --dataset {wildcards.dataset} --data {input.data} --out {output} > {log} 2>&1"
 
 
 rule evaluate:
     input:
         data=PREPARED,
-        predictions="results/predictions/{variant}/seed{seed}.json",
+        predictions="results/predictions/{dataset}/{variant}/seed{seed}.json",
         code=CODE_METRICS,
     output:
-        "results/metrics/{variant}/seed{seed}.json",
+        "results/metrics/{dataset}/{variant}/seed{seed}.json",
     params:
-        split=P.decode.split,
+        split=lambda wc: DP[wc.dataset].decode.split,
     log:
-        "logs/evaluate/{variant}/seed{seed}.log",
+        "logs/{dataset}/evaluate/{variant}/seed{seed}.log",
     conda:
         CONDA_ENV
     shell:
         CLI.format(stage="evaluate")
-        + " --data {input.data} --predictions {input.predictions} --variant {wildcards.variant}"
-        " --seed {wildcards.seed} --out {output} > {log} 2>&1"
+        + " --dataset {wildcards.dataset} --data {input.data} --predictions {input.predictions}"
+        " --variant {wildcards.variant} --seed {wildcards.seed} --out {output} > {log} 2>&1"
 
 
 rule evaluate_baseline:
     input:
         data=PREPARED,
-        predictions="results/predictions/constant.json",
+        predictions="results/predictions/{dataset}/constant.json",
         code=CODE_METRICS,
     output:
-        "results/metrics/constant.json",
+        "results/metrics/{dataset}/constant.json",
     params:
-        split=P.decode.split,
+        split=lambda wc: DP[wc.dataset].decode.split,
     log:
-        "logs/evaluate/constant.log",
+        "logs/{dataset}/evaluate/constant.log",
     conda:
         CONDA_ENV
     shell:
         CLI.format(stage="evaluate")
-        + " --data {input.data} --predictions {input.predictions} --variant constant"
+        + " --dataset {wildcards.dataset} --data {input.data} --predictions {input.predictions} --variant constant"
         " --out {output} > {log} 2>&1"

@@ -1,20 +1,20 @@
 rule report:
     input:
-        metrics=expand("results/metrics/{variant}/seed{seed}.json", variant=VARIANTS, seed=SEEDS),
-        baseline="results/metrics/constant.json",
-        retrieval="results/metrics/adapt_retrieval.json",
+        metrics=expand("results/metrics/{dataset}/{variant}/seed{seed}.json", dataset=DATASETS,
+                       variant=VARIANTS, seed=SEEDS),
+        baseline=expand("results/metrics/{dataset}/constant.json", dataset=DATASETS),
+        retrieval=expand("results/metrics/{dataset}/adapt_retrieval.json", dataset=DATASETS),
         code=CODE_REPORT,
     params:
+        datasets=[P.data[d].model_dump(include={"label", "format", "source"}) for d in DATASETS],
         seeds=SEEDS,
-        section=P.report.model_dump(),
     output:
         tables="results/tables.tex",
-        png="results/plots/ablation.png",
-        pdf="results/plots/ablation.pdf",
+        plots=directory("results/plots"),
     log:
         "logs/report.log",
     conda:
         CONDA_ENV
     shell:
         CLI.format(stage="report")
-        + " --metrics-dir results/metrics --tables {output.tables} --plot results/plots/ablation > {log} 2>&1"
+        + " --metrics-dir results/metrics --tables {output.tables} --plots {output.plots} > {log} 2>&1"

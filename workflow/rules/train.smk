@@ -1,6 +1,6 @@
 rule pretrain:
     input:
-        data=PREPARED,
+        data=PRETRAIN_DATA,
         code=CODE_TRAINING,
     output:
         weights=CLIP_WEIGHTS,
@@ -23,19 +23,19 @@ rule adapt:
         clip=CLIP_WEIGHTS,
         code=CODE_TRAINING,
     output:
-        checkpoint="models/adapt/model.pt",
-        metrics="results/metrics/adapt_retrieval.json",
-        log="results/train/adapt.json",
+        checkpoint="models/{dataset}/adapt/model.pt",
+        metrics="results/metrics/{dataset}/adapt_retrieval.json",
+        log="results/train/{dataset}/adapt.json",
     params:
-        section=[P.model.model_dump(), P.adapt.model_dump()],
+        section=section("model", "adapt"),
     threads: workflow.cores
     log:
-        "logs/adapt.log",
+        "logs/{dataset}/adapt.log",
     conda:
         CONDA_ENV
     shell:
         CLI.format(stage="adapt")
-        + " --data {input.data} --clip {input.clip} --out {output.checkpoint}"
+        + " --dataset {wildcards.dataset} --data {input.data} --clip {input.clip} --out {output.checkpoint}"
         " --metrics {output.metrics} --log {output.log} > {log} 2>&1"
 
 
@@ -45,20 +45,20 @@ rule finetune:
         clip=CLIP_WEIGHTS,
         code=CODE_TRAINING,
     output:
-        checkpoint="models/finetune/{variant}/seed{seed}.pt",
-        log="results/train/finetune/{variant}/seed{seed}.json",
+        checkpoint="models/{dataset}/finetune/{variant}/seed{seed}.pt",
+        log="results/train/{dataset}/finetune/{variant}/seed{seed}.json",
     wildcard_constraints:
         variant="clip-ft|no-adapt",
     params:
-        section=[P.model.model_dump(), P.finetune.model_dump()],
+        section=section("model", "finetune"),
     threads: workflow.cores
     log:
-        "logs/finetune/{variant}/seed{seed}.log",
+        "logs/{dataset}/finetune/{variant}/seed{seed}.log",
     conda:
         CONDA_ENV
     shell:
         CLI.format(stage="finetune")
-        + " --data {input.data} --variant {wildcards.variant} --seed {wildcards.seed}"
+        + " --dataset {wildcards.dataset} --data {input.data} --variant {wildcards.variant} --seed {wildcards.seed}"
         " --clip {input.clip} --out {output.checkpoint} --log {output.log} > {log} 2>&1"
 
 
@@ -66,19 +66,19 @@ rule finetune:
 rule finetune_adapt:
     input:
         data=PREPARED,
-        adapted="models/adapt/model.pt",
+        adapted="models/{dataset}/adapt/model.pt",
         code=CODE_TRAINING,
     output:
-        checkpoint="models/finetune/adapt/seed{seed}.pt",
-        log="results/train/finetune/adapt/seed{seed}.json",
+        checkpoint="models/{dataset}/finetune/adapt/seed{seed}.pt",
+        log="results/train/{dataset}/finetune/adapt/seed{seed}.json",
     params:
-        section=[P.model.model_dump(), P.finetune.model_dump()],
+        section=section("model", "finetune"),
     threads: workflow.cores
     log:
-        "logs/finetune/adapt/seed{seed}.log",
+        "logs/{dataset}/finetune/adapt/seed{seed}.log",
     conda:
         CONDA_ENV
     shell:
         CLI.format(stage="finetune")
-        + " --data {input.data} --variant adapt --seed {wildcards.seed}"
+        + " --dataset {wildcards.dataset} --data {input.data} --variant adapt --seed {wildcards.seed}"
         " --adapted {input.adapted} --out {output.checkpoint} --log {output.log} > {log} 2>&1"

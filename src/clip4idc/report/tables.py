@@ -181,7 +181,7 @@ def _seed_note(runs: Mapping[str, list[dict]]) -> str:
 
 
 # -- the three tables ---------------------------------------------------------------------------
-def _ablation_table(runs: dict[str, list[dict]], baseline: list[dict] | None, label: str) -> list[str]:
+def _ablation_table(runs: dict[str, list[dict]], baseline: list[dict] | None, label: str, suffix: str) -> list[str]:
     summaries = {v: summarise_runs(r) for v, r in runs.items()}
     # Bold what a reader sees as best: compare the printed (rounded) values; ties all bold.
     best = {key: max(float(_x100(s["mean"][key])) for s in summaries.values()) for key in METRIC_KEYS} \
@@ -207,10 +207,10 @@ def _ablation_table(runs: dict[str, list[dict]], baseline: list[dict] | None, la
                rf"({first['n_pairs']} pairs); scores $\times$100, {_seed_note(runs)}. "
                r"Bold: best of the three variants per column. The constant-caption row is a floor: "
                r"every pair gets the most frequent training caption.")
-    return _table(body, "l" + "r" * len(METRIC_KEYS), caption, "tab:ablation")
+    return _table(body, "l" + "r" * len(METRIC_KEYS), caption, "tab:ablation" + suffix)
 
 
-def _published_table(adapt: list[dict], label: str, dataset: str) -> list[str]:
+def _published_table(adapt: list[dict], label: str, dataset: str, comparable: bool, suffix: str) -> list[str]:
     pub = CAPTIONING[dataset]
     summary = summarise_runs(adapt)
     reproduced = [_x100(summary["mean"][k]) for k in METRIC_KEYS]
@@ -234,16 +234,20 @@ def _published_table(adapt: list[dict], label: str, dataset: str) -> list[str]:
         sources = "; ".join(dict.fromkeys(s.source for s in spreads.values()))  # unique, in order
         spread_notes.append(f"Seed spread ({n_seeds} seeds{', ' + sds if sds else ''}): {sources}")
     seeds = "" if summary["n"] == 1 else f" (mean of {summary['n']} seeds)"
-    caption = (rf"Reproduced vs published, scores $\times$100. The reproduction{seeds} ran on "
-               rf"{latex_escape(label)} ({latex_escape(adapt[0]['split'])} split, {adapt[0]['n_pairs']} pairs) "
-               rf"and is \textbf{{NOT comparable}} to the published numbers, which are for "
-               rf"{latex_escape(pub.dataset)} ({latex_escape(pub.setting)}): they are shown for orientation "
-               rf"only. Published: {latex_escape(pub.source)}."
+    ran = (rf"The reproduction{seeds} ran on {latex_escape(label)} ({latex_escape(adapt[0]['split'])} split, "
+           rf"{adapt[0]['n_pairs']} pairs)")
+    if comparable:
+        judged = (rf"{ran}, the published setting ({latex_escape(pub.setting)}). Judge it against the published "
+                  r"seed spread where one is given, not against a single run.")
+    else:
+        judged = (rf"{ran} and is \textbf{{NOT comparable}} to the published numbers, which are for "
+                  rf"{latex_escape(pub.dataset)} ({latex_escape(pub.setting)}): they are shown for orientation only.")
+    caption = (rf"Reproduced vs published, scores $\times$100. {judged} Published: {latex_escape(pub.source)}."
                + "".join(f" {latex_escape(n)}." for n in spread_notes))
-    return _table(body, "l" + "r" * len(METRIC_KEYS), caption, "tab:published")
+    return _table(body, "l" + "r" * len(METRIC_KEYS), caption, "tab:published" + suffix)
 
 
-def _retrieval_table(retrieval: dict, label: str, dataset: str) -> list[str]:
+def _retrieval_table(retrieval: dict, label: str, dataset: str, comparable: bool, suffix: str) -> list[str]:
     fmt = {"R@1": "{:.2f}", "R@5": "{:.2f}", "R@10": "{:.2f}", "MedR": "{:.1f}", "MeanR": "{:.2f}"}
     body = [_row(["", "Direction", *RANK_KEYS]), r"\midrule"]
     for i, (direction, name) in enumerate(_DIRECTIONS.items()):
@@ -258,20 +262,28 @@ def _retrieval_table(retrieval: dict, label: str, dataset: str) -> list[str]:
             body.append(_row(["Published" if i == 0 else "", name,
                               *(_published(block.get(k)) for k in RANK_KEYS)]))
         published_note = (rf" Published: {latex_escape(pub.dataset)} ({latex_escape(pub.setting)}), "
-                          rf"{latex_escape(pub.source)}; NOT comparable to the reproduction, shown for "
-                          r"orientation only.")
+                          rf"{latex_escape(pub.source)}" + ("." if comparable else
+                          "; NOT comparable to the reproduction, shown for orientation only."))
     caption = (rf"Adaptation-stage retrieval on {latex_escape(label)} "
                rf"({latex_escape(retrieval['split'])} split, {retrieval['n_pairs']} pairs, "
                rf"{retrieval['n_texts']} captions): T-IP ranks every caption against all pairs, IP-T "
                r"ranks every pair against all caption groups (max over a group). R@K in percent; "
                r"MedR and MeanR are 1-based ranks." + published_note)
-    return _table(body, "ll" + "r" * len(RANK_KEYS), caption, "tab:retrieval")
+    return _table(body, "ll" + "r" * len(RANK_KEYS), caption, "tab:retrieval" + suffix)
 
 
-def write_tables(out_path: str | os.PathLike, *, variants: Mapping[str, dict | list[dict]],
-                 baseline: dict | list[dict] | None, retrieval: dict | None, dataset_label: str,
-                 published_dataset: str = "clevr_change") -> None:
-    """Write the ablation, reproduced-vs-published and (if `retrieval`) retrieval tables."""
+HEADER = ["% Generated by `clip4idc report` from metric files; do not edit by hand.",
+          r"% Needs \usepackage{booktabs}.", ""]
+
+
+def dataset_tables(*, variants: Mapping[str, dict | list[dict]], baseline: dict | list[dict] | None,
+                   retrieval: dict | None, dataset_label: str, published_dataset: str = "clevr_change",
+                   comparable: bool = False, key: str | None = None) -> list[str]:
+    """The ablation, reproduced-vs-published and (if `retrieval`) retrieval tables of one dataset.
+
+    `comparable`: the run used the very dataset the published numbers are for (not a stand-in).
+    `key` suffixes the LaTeX labels (tab:ablation:<key>) so several datasets fit in one file.
+    """
     runs = check_variants(variants)
     base = as_runs(baseline, "baseline") if baseline is not None else None
     if published_dataset not in CAPTIONING:
@@ -284,17 +296,21 @@ def write_tables(out_path: str | os.PathLike, *, variants: Mapping[str, dict | l
         raise ValueError(f"metric files were scored on different sets (split, n_pairs): {scored}")
     if retrieval is not None:
         retrieval = validate_retrieval_file(retrieval, "retrieval")
+    suffix = f":{key}" if key else ""
 
-    lines = ["% Generated by `clip4idc report` from metric files; do not edit by hand.",
-             r"% Needs \usepackage{booktabs}.", ""]
-    lines += _ablation_table(runs, base, dataset_label)
+    lines = _ablation_table(runs, base, dataset_label, suffix)
     if "adapt" in runs:
-        lines += _published_table(runs["adapt"], dataset_label, published_dataset)
+        lines += _published_table(runs["adapt"], dataset_label, published_dataset, comparable, suffix)
     else:
         lines += ["% No reproduced-vs-published table: no metric file for variant 'adapt'.", ""]
     if retrieval is not None:
-        lines += _retrieval_table(retrieval, dataset_label, published_dataset)
-    write_text(out_path, "\n".join(lines))
+        lines += _retrieval_table(retrieval, dataset_label, published_dataset, comparable, suffix)
+    return lines
+
+
+def write_tables(out_path: str | os.PathLike, **tables) -> None:
+    """Write one dataset's tables (`dataset_tables`' keyword arguments) as a LaTeX fragment."""
+    write_text(out_path, "\n".join(HEADER + dataset_tables(**tables)))
 
 
 def _is_number(value) -> bool:

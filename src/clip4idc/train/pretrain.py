@@ -1,9 +1,10 @@
-"""Pretrain a tiny CLIP on single images and their scene descriptions.
+"""The pretrain stage: the CLIP weights every later stage starts from, as one state-dict file.
 
-Offline there are no OpenAI weights, so this stage stands in for CLIP's own pretraining:
-the same contrastive objective (open_clip's ClipLoss) on single before/after images and
-descriptions of the objects they show. Its output is a plain open_clip state dict, which
-later stages load exactly as they would load OpenAI weights (`model.pretrained: <path>`).
+With `model.pretrained: pipeline` (the embedded default) a tiny CLIP is pretrained here on single
+images and their scene descriptions: offline there are no OpenAI weights, so this stands in for
+CLIP's own pretraining, with the same contrastive objective (open_clip's ClipLoss). Otherwise
+(`openai`, or a file) those weights are exported unchanged (`export_clip`). Either way the output
+is a plain open_clip state dict, which later stages load with `create_clip(arch, <path>)`.
 """
 from __future__ import annotations
 
@@ -91,3 +92,21 @@ def _val_accuracy(clip, dataset, tokenizer, batch_size: int, dev) -> float:
         hits += (pred == torch.arange(len(pred), device=dev)).sum().item()
         n += len(pred)
     return hits / max(n, 1)
+
+
+def export_clip(out_weights: str | Path, out_log: str | Path, *, model_cfg: ModelParams) -> dict:
+    """The pretrain stage when the weights come from elsewhere (model.pretrained: openai or a file).
+
+    The weights are loaded exactly as a training stage would load them (architecture checks, OpenAI's
+    QuickGELU rule, a clear message when offline) and written as a plain state dict, so every later
+    stage reads one file and DVC versions the exact weights a run started from.
+    """
+    clip = create_clip(model_cfg.arch, model_cfg.pretrained)
+    state = {k: v.detach().cpu() for k, v in clip.state_dict().items()}
+    save_checkpoint(out_weights, state)
+    summary = {"arch": model_cfg.arch, "pretrained": model_cfg.pretrained,
+               "parameters": sum(v.numel() for v in state.values())}
+    write_json(out_log, summary)
+    print(f"pretrain: exported {model_cfg.arch} weights from {model_cfg.pretrained!r} "
+          f"({summary['parameters']:,} values)", flush=True)
+    return summary

@@ -1,0 +1,382 @@
+"""Downloads (data/download.py) against a loopback HTTP server, and safe unpacking (data/extract.py).
+
+Real requests, real files: only gdown is replaced (Google Drive cannot be reached from the tests).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import socket
+import tarfile
+import zipfile
+from pathlib import Path
+
+import gdown
+import gdown.exceptions
+import pytest
+
+from loopback import Server, tar_bytes, zip_bytes
+
+from clip4idc.data.download import ChecksumError, DownloadError, fetch_dataset, sha256_of
+from clip4idc.data.extract import UnsafeArchiveError, unpack_archive
+from clip4idc.params import DatasetParams, DownloadParams
+
+PAYLOAD = bytes(range(256)) * 400          # 100 KiB, several chunks of a resumed transfer
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    downloads, out = tmp_path / "downloads", tmp_path / "out"
+    out.mkdir()
+    return downloads, out
+
+
+def closed_port_url(path: str = "/file.bin") -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def settings(base: str = "http://127.0.0.1:9", retries: int = 3) -> DownloadParams:
+    return DownloadParams(retries=retries, backoff=0.01, timeout=5.0, archive_org_base=base)
+
+
+def dataset(*files: dict) -> DatasetParams:
+    return DatasetParams.model_validate({"source": "download", "format": "ier", "label": "T", "files": list(files)})
+
+
+def fetch(ds: DatasetParams, downloads: Path, out: Path, base: str = "http://127.0.0.1:9", retries: int = 3):
+    return fetch_dataset("toy", ds, downloads, out, settings=settings(base, retries), progress=False)
+
+
+# --- plain files -------------------------------------------------------------------------------
+
+def test_download_with_pinned_sha256_then_reuse(server, dirs):
+    downloads, out = dirs
+    server.files["/a.bin"] = PAYLOAD
+    ds = dataset({"name": "sub/a.bin", "url": server.url("/a.bin"), "sha256": PAYLOAD_SHA})
+    [entry] = fetch(ds, downloads, out)
+    assert entry == {"name": "sub/a.bin", "origin": server.url("/a.bin"), "sha256": PAYLOAD_SHA, "bytes": len(PAYLOAD)}
+    assert (out / "sub/a.bin").read_bytes() == PAYLOAD
+    assert (downloads / "sub/a.bin").read_bytes() == PAYLOAD
+    assert not (downloads / "sub/a.bin.part").exists()
+    # A second fetch uses the kept copy without asking the server.
+    out2 = out.parent / "out2"
+    out2.mkdir()
+    [again] = fetch(ds, downloads, out2)
+    assert again["origin"] == "earlier download" and (out2 / "sub/a.bin").read_bytes() == PAYLOAD
+    assert server.paths() == ["/a.bin"]
+
+
+def test_corrupted_hand_placed_file_is_fetched_again(server, dirs, capsys):
+    downloads, out = dirs
+    server.files["/a.bin"] = PAYLOAD
+    downloads.mkdir()
+    (downloads / "a.bin").write_bytes(b"not the file")
+    [entry] = fetch(dataset({"name": "a.bin", "url": server.url("/a.bin"), "sha256": PAYLOAD_SHA}), downloads, out)
+    assert "sha256 mismatch" in capsys.readouterr().err
+    assert entry["origin"] == server.url("/a.bin")
+    assert (out / "a.bin").read_bytes() == PAYLOAD
+
+
+def test_corrupted_body_raises_checksum_error_and_keeps_nothing(server, dirs):
+    downloads, out = dirs
+    server.files["/a.bin"] = PAYLOAD
+    server.corrupt.add("/a.bin")
+    with pytest.raises(ChecksumError) as err:
+        fetch(dataset({"name": "a.bin", "url": server.url("/a.bin"), "sha256": PAYLOAD_SHA}), downloads, out)
+    bad = hashlib.sha256(bytes(b ^ 0xFF for b in PAYLOAD)).hexdigest()
+    assert PAYLOAD_SHA in str(err.value) and bad in str(err.value)
+    assert list(out.iterdir()) == []
+    assert not (downloads / "a.bin").exists() and not (downloads / "a.bin.part").exists()
+
+
+def test_retries_after_503_then_gives_up(server, dirs):
+    downloads, out = dirs
+    server.files["/a.bin"] = PAYLOAD
+    server.fail["/a.bin"] = 2
+    fetch(dataset({"name": "a.bin", "url": server.url("/a.bin")}), downloads, out, retries=3)
+    assert server.paths() == ["/a.bin"] * 3 and (out / "a.bin").read_bytes() == PAYLOAD
+
+    server.fail["/b.bin"] = 5
+    server.files["/b.bin"] = PAYLOAD
+    with pytest.raises(DownloadError, match="503"):
+        fetch(dataset({"name": "b.bin", "url": server.url("/b.bin")}), downloads, out, retries=2)
+    assert server.paths().count("/b.bin") == 2
+
+
+def test_resume_from_part_file(server, dirs):
+    downloads, out = dirs
+    server.files["/a.bin"] = PAYLOAD
+    downloads.mkdir()
+    half = len(PAYLOAD) // 2
+    (downloads / "a.bin.part").write_bytes(PAYLOAD[:half])
+    fetch(dataset({"name": "a.bin", "url": server.url("/a.bin"), "sha256": PAYLOAD_SHA}), downloads, out)
+    assert server.seen == [("/a.bin", f"bytes={half}-")]
+    assert (downloads / "a.bin").read_bytes() == PAYLOAD and (out / "a.bin").read_bytes() == PAYLOAD
+
+
+def test_connection_dropped_midway_resumes_on_the_next_attempt(server, dirs):
+    # Big enough that whole 1 MiB chunks reach the disk before the cut (the chunk in flight is lost).
+    downloads, out = dirs
+    big = PAYLOAD * 40
+    server.files["/a.bin"] = big
+    server.cut["/a.bin"] = 1
+    fetch(dataset({"name": "a.bin", "url": server.url("/a.bin"), "sha256": hashlib.sha256(big).hexdigest()}),
+          downloads, out)
+    [(_, first), (_, second)] = server.seen
+    assert first is None and 0 < int(second.removeprefix("bytes=").rstrip("-")) <= len(big) // 2
+    assert (out / "a.bin").read_bytes() == big
+
+
+def test_complete_part_file_the_server_cannot_continue(server, dirs):
+    downloads, out = dirs
+    server.files["/a.bin"] = PAYLOAD
+    downloads.mkdir()
+    (downloads / "a.bin.part").write_bytes(PAYLOAD)   # killed after the last byte, before the rename
+    fetch(dataset({"name": "a.bin", "url": server.url("/a.bin"), "sha256": PAYLOAD_SHA}), downloads, out)
+    assert server.seen == [("/a.bin", f"bytes={len(PAYLOAD)}-"), ("/a.bin", None)]   # 416, then afresh
+    assert (out / "a.bin").read_bytes() == PAYLOAD
+
+
+def test_server_ignoring_range_restarts_the_part_file(server, dirs):
+    downloads, out = dirs
+    server.files["/a.bin"] = PAYLOAD
+    server.no_range = True
+    downloads.mkdir()
+    (downloads / "a.bin.part").write_bytes(b"x" * 1000)   # would corrupt the file if appended to
+    fetch(dataset({"name": "a.bin", "url": server.url("/a.bin"), "sha256": PAYLOAD_SHA}), downloads, out)
+    assert server.seen == [("/a.bin", "bytes=1000-")]
+    assert (out / "a.bin").read_bytes() == PAYLOAD
+
+
+def test_mirror_used_when_origin_is_missing(server, dirs):
+    downloads, out = dirs
+    server.files["/mirror/a.bin"] = PAYLOAD
+    ds = dataset({"name": "a.bin", "url": server.url("/gone/a.bin"), "mirrors": [server.url("/mirror/a.bin")],
+                  "sha256": PAYLOAD_SHA})
+    [entry] = fetch(ds, downloads, out)
+    assert entry["origin"] == server.url("/mirror/a.bin")
+    assert server.paths() == ["/gone/a.bin", "/mirror/a.bin"]   # a 404 is not retried
+    assert (out / "a.bin").read_bytes() == PAYLOAD
+
+
+def test_offline_error_says_where_to_put_the_file(dirs):
+    downloads, out = dirs
+    url = closed_port_url()
+    with pytest.raises(DownloadError) as err:
+        fetch(dataset({"name": "data/a.bin", "url": url}), downloads, out, retries=2)
+    message = str(err.value)
+    assert url in message and str((downloads / "data/a.bin").resolve()) in message
+    assert list(out.iterdir()) == []
+
+
+def test_hand_placed_file_is_used_without_network(dirs, capsys):
+    downloads, out = dirs
+    (downloads / "data").mkdir(parents=True)
+    (downloads / "data/a.bin").write_bytes(PAYLOAD)
+    [entry] = fetch(dataset({"name": "data/a.bin", "url": closed_port_url()}), downloads, out)
+    assert entry == {"name": "data/a.bin", "origin": "placed by hand", "sha256": PAYLOAD_SHA, "bytes": len(PAYLOAD)}
+    assert (out / "data/a.bin").read_bytes() == PAYLOAD
+    assert f'add "sha256: {PAYLOAD_SHA}" to data.toy.files' in capsys.readouterr().err
+
+
+def test_archives_unpack_with_strip(server, dirs):
+    downloads, out = dirs
+    server.files["/a.tar.bz2"] = tar_bytes({"top/x/1.txt": b"one", "top/2.txt": b"two"}, "bz2")
+    server.files["/b.zip"] = zip_bytes({"images/3.txt": b"three"})
+    ds = dataset({"name": "a.tar.bz2", "url": server.url("/a.tar.bz2"), "unpack": "data", "strip": 1},
+                 {"name": "b.zip", "url": server.url("/b.zip"), "unpack": "."})
+    entries = fetch(ds, downloads, out)
+    assert [e["sha256"] for e in entries] == [sha256_of(downloads / "a.tar.bz2"), sha256_of(downloads / "b.zip")]
+    assert (out / "data/x/1.txt").read_bytes() == b"one" and (out / "data/2.txt").read_bytes() == b"two"
+    assert (out / "images/3.txt").read_bytes() == b"three"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "data/2.txt", "data/x/1.txt", "images/3.txt"]
+
+
+def test_unpack_of_a_non_archive_is_a_download_error(server, dirs):
+    downloads, out = dirs
+    server.files["/a.zip"] = b"<html>quota exceeded</html>"
+    with pytest.raises(DownloadError, match="not a zip or tar archive"):
+        fetch(dataset({"name": "a.zip", "url": server.url("/a.zip"), "unpack": "."}), downloads, out)
+
+
+# --- Google Drive and its archive.org mirror -----------------------------------------------------
+
+def archive_org_item(server: Server, files: dict[str, bytes], md5s: dict[str, str] | None = None) -> None:
+    listing = [{"name": n, "md5": (md5s or {}).get(n, hashlib.md5(b).hexdigest()), "size": str(len(b)),
+                "source": "original"} for n, b in files.items()]
+    listing += [{"name": "item_meta.xml", "md5": "0", "source": "original"},
+                {"name": "images.zip_thumb.jpg", "md5": "0", "source": "derivative"}]
+    server.files["/metadata/item"] = json.dumps({"files": listing}).encode()
+    for name, body in files.items():
+        server.files[f"/download/item/{name}"] = body
+
+
+def drive_folder_refuses(monkeypatch):
+    # gdown's network (drive.google.com) cannot be reached from the tests: make Drive refuse.
+    def refuse(**kwargs):
+        raise gdown.exceptions.FileURLRetrievalError("simulated: Drive refused the folder")
+    monkeypatch.setattr(gdown, "download_folder", refuse)
+
+
+def test_archive_org_mirror_of_a_drive_folder(server, dirs, monkeypatch):
+    downloads, out = dirs
+    drive_folder_refuses(monkeypatch)
+    archive_org_item(server, {"images.zip": zip_bytes({"p/1.png": b"png1"}), "notes.txt": b"hello"})
+    ds = dataset({"name": "images", "gdrive_folder": "FOLDER", "archive_org": "item", "unpack": "imgs"})
+    [entry] = fetch(ds, downloads, out, base=server.base)
+    assert entry["origin"] == f"{server.base}/details/item" and entry["sha256"] is None
+    assert (out / "imgs/p/1.png").read_bytes() == b"png1" and (out / "imgs/notes.txt").read_bytes() == b"hello"
+    assert sorted(server.paths()) == ["/download/item/images.zip", "/download/item/notes.txt", "/metadata/item"]
+    assert sorted(p.name for p in downloads.iterdir()) == ["DOWNLOADED.json", "images"]
+
+
+def test_archive_org_md5_mismatch(server, dirs, monkeypatch):
+    downloads, out = dirs
+    drive_folder_refuses(monkeypatch)
+    archive_org_item(server, {"notes.txt": b"hello"}, md5s={"notes.txt": "0" * 32})
+    ds = dataset({"name": "images", "gdrive_folder": "FOLDER", "archive_org": "item", "unpack": "imgs"})
+    with pytest.raises(DownloadError) as err:
+        fetch(ds, downloads, out, base=server.base)
+    message = str(err.value)
+    assert "md5 mismatch" in message and f"{server.base}/details/item" in message
+    assert "https://drive.google.com/drive/folders/FOLDER" in message
+    assert str((downloads / "images").resolve()) in message
+    assert not (downloads / "images").exists() and list(out.iterdir()) == []
+
+
+def test_gdrive_file_and_folder(dirs, monkeypatch):
+    # gdown's network (drive.google.com) cannot be reached from the tests: stand-ins write what
+    # gdown would, with gdown's own signatures (keyword arguments only, as download.py calls them).
+    downloads, out = dirs
+    calls = []
+
+    def download(*, id, output, quiet, resume, timeout):
+        calls.append((id, resume))
+        Path(output).write_bytes(PAYLOAD)
+        return output
+
+    def download_folder(*, id, output, quiet, resume, timeout):
+        calls.append((id, resume))
+        Path(output, "sub").mkdir(parents=True)
+        Path(output, "sub/a.tar").write_bytes(tar_bytes({"1.txt": b"one"}, ""))
+        Path(output, "b.txt").write_bytes(b"two")
+        return [str(Path(output, "sub/a.tar")), str(Path(output, "b.txt"))]
+
+    monkeypatch.setattr(gdown, "download", download)
+    monkeypatch.setattr(gdown, "download_folder", download_folder)
+    ds = dataset({"name": "f.bin", "gdrive": "FILE", "sha256": PAYLOAD_SHA},
+                 {"name": "folder", "gdrive_folder": "FOLDER", "unpack": "."})
+    file_entry, folder_entry = fetch(ds, downloads, out)
+    assert calls == [("FILE", True), ("FOLDER", True)]
+    assert file_entry["origin"] == "https://drive.google.com/uc?id=FILE"
+    assert folder_entry == {"name": "folder", "origin": "https://drive.google.com/drive/folders/FOLDER",
+                            "sha256": None, "bytes": (downloads / "folder/sub/a.tar").stat().st_size + 3}
+    assert (out / "f.bin").read_bytes() == PAYLOAD
+    assert (out / "sub/1.txt").read_bytes() == b"one" and (out / "b.txt").read_bytes() == b"two"
+    assert not (downloads / "folder.part").exists()
+
+
+# --- unsafe archives ---------------------------------------------------------------------------
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """(dest, everything-outside check): dest's parent holds the archive and an empty sibling folder."""
+    root = tmp_path / "root"
+    (root / "sibling").mkdir(parents=True)
+    dest = root / "dest"
+
+    def nothing_outside(archive: Path):
+        assert sorted(p.name for p in root.iterdir()) == sorted(["sibling", archive.name])
+        assert list((root / "sibling").iterdir()) == []
+        assert not (tmp_path / "evil").exists()
+    return root, dest, nothing_outside
+
+
+def evil_tar(root: Path, members: list[tarfile.TarInfo]) -> Path:
+    path = root / "evil.tar"
+    with tarfile.open(path, "w") as tar:
+        for info in members:
+            data = b"pwned" if info.isreg() else b""
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def tarinfo(name: str, *, symlink_to: str | None = None) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    if symlink_to is not None:
+        info.type, info.linkname = tarfile.SYMTYPE, symlink_to
+    return info
+
+
+def test_tar_with_dotdot_is_refused(sandbox):
+    root, dest, nothing_outside = sandbox
+    archive = evil_tar(root, [tarinfo("ok.txt"), tarinfo("../evil"), tarinfo("a/../../sibling/evil")])
+    with pytest.raises(UnsafeArchiveError, match=r"2 unsafe member\(s\).*'\.\./evil'"):
+        unpack_archive(archive, dest)
+    nothing_outside(archive)
+
+
+def test_tar_with_absolute_path_is_refused(sandbox):
+    root, dest, nothing_outside = sandbox
+    target = str(root / "sibling" / "evil")
+    archive = evil_tar(root, [tarinfo(target)])
+    with pytest.raises(UnsafeArchiveError, match="absolute path"):
+        unpack_archive(archive, dest)
+    nothing_outside(archive)
+
+
+def test_tar_writing_through_an_outside_symlink_is_refused(sandbox):
+    root, dest, nothing_outside = sandbox
+    archive = evil_tar(root, [tarinfo("link", symlink_to="../sibling"), tarinfo("link/evil"),
+                              tarinfo("abs", symlink_to=str(root / "sibling")), tarinfo("abs/evil")])
+    with pytest.raises(UnsafeArchiveError) as err:
+        unpack_archive(archive, dest)
+    assert "4 unsafe" in str(err.value) and "written through the link 'link'" in str(err.value)
+    nothing_outside(archive)
+
+
+def test_tar_symlink_that_only_looks_inside_is_refused(sandbox):
+    # `d/up` points at the root, so `d/up/..` is outside although the name `d/up/..` is not.
+    root, dest, nothing_outside = sandbox
+    archive = evil_tar(root, [tarinfo("d/up", symlink_to=".."), tarinfo("esc", symlink_to="d/up/../sibling")])
+    with pytest.raises(UnsafeArchiveError, match="'esc'"):
+        unpack_archive(archive, dest)
+    nothing_outside(archive)
+
+
+def test_zip_with_dotdot_or_symlink_is_refused(sandbox):
+    root, dest, nothing_outside = sandbox
+    archive = root / "evil.zip"
+    link = zipfile.ZipInfo("link")
+    link.external_attr = 0o120777 << 16
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok.txt", b"fine")
+        zf.writestr("../evil", b"pwned")
+        zf.writestr("..\\sibling\\evil", b"pwned")
+        zf.writestr(link, "../sibling")
+    with pytest.raises(UnsafeArchiveError, match=r"3 unsafe member\(s\)"):
+        unpack_archive(archive, dest)
+    nothing_outside(archive)
+
+
+def test_safe_archives_unpack_with_strip_and_links_inside(tmp_path):
+    archive = evil_tar(tmp_path, [tarinfo("top/a/1.txt"), tarinfo("top/link", symlink_to="a/1.txt"),
+                                  tarinfo("top/b/up", symlink_to="../a")])
+    written = unpack_archive(archive, tmp_path / "dest", strip=1)
+    assert sorted(written) == ["a/1.txt", "b/up", "link"]
+    assert (tmp_path / "dest/link").read_bytes() == b"pwned" and (tmp_path / "dest/b/up/1.txt").exists()
+
+
+def test_not_an_archive(tmp_path):
+    path = tmp_path / "data.tar.gz"    # the name says tar.gz; the content decides
+    path.write_text("just text")
+    with pytest.raises(ValueError, match="not a recognised archive"):
+        unpack_archive(path, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
