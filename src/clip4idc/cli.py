@@ -151,8 +151,7 @@ def _run(args: argparse.Namespace) -> int:
             raise SystemExit("error: --adapted is required for variant adapt and only for it")
         if (args.variant != "adapt") != bool(args.clip):
             raise SystemExit("error: --clip is required for variants clip-ft and no-adapt and only for them")
-        clip = args.clip
-        finetune(args.data, args.variant, args.seed, clip, args.adapted, args.out, args.log,
+        finetune(args.data, args.variant, args.seed, args.clip, args.adapted, args.out, args.log,
                  model_cfg=cfg.model, cfg=cfg.finetune, threads=args.threads, progress=progress)
     elif args.stage == "decode":
         from .predict import decode_split

@@ -91,13 +91,6 @@ class DatasetParams(Section):
     root: str = "."                             # the dataset root inside the unpacked files
     overrides: dict[str, Any] = {}              # values of other sections for this dataset (e.g. adapt.epochs)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _files_to_tuple(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("files"), list):
-            data = {**data, "files": tuple(data["files"])}
-        return data
-
     @model_validator(mode="after")
     def _files_match_source(self) -> "DatasetParams":
         if (self.source == "download") != bool(self.files):

@@ -16,6 +16,16 @@ _TYPES = {"str": lambda v: isinstance(v, str),
           "list[str]": lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v)}
 
 
+def annotation_file(root: Path, rel: str, error: type[ValueError], dataset: str, expected: Iterable[str],
+                    origin: str) -> Path:
+    """`root/rel`, or `error` naming the dataset, the missing file, every file expected and where they come from."""
+    path = root / rel
+    if not path.is_file():
+        raise error(f"{dataset} root {root}: annotation file {rel} is missing (expected {', '.join(expected)}, "
+                    f"from {origin})")
+    return path
+
+
 def examples(items: Iterable[Any]) -> str:
     """The first few items, comma-separated, with a count of the rest."""
     items = list(items)

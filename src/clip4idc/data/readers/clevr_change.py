@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..records import CHANGE_TYPES, SPLITS, PairRecord
-from ._common import DatasetFormatError, examples as _examples
+from ._common import DatasetFormatError, check_images, examples as _examples
 
 REQUIRED_FILES = ("splits.json", "change_captions.json", "no_change_captions.json", "type_mapping.json")
 IMAGE_DIRS = {"before": ("images", "CLEVR_default_{:06d}.png"),
@@ -109,17 +109,6 @@ def _types(root: Path, raw: Any) -> dict[int, str]:
     return types
 
 
-def _check_images(root: Path, scenes: list[int]) -> None:
-    # One directory listing per image folder instead of ~120k stat calls on the real dataset.
-    missing = []
-    for folder, pattern in IMAGE_DIRS.values():
-        present = set(os.listdir(root / folder)) if (root / folder).is_dir() else set()
-        missing += [f"{folder}/{pattern.format(n)}" for n in scenes if pattern.format(n) not in present]
-    if missing:
-        raise ClevrChangeFormatError(f"CLEVR-Change root {root}: {len(missing)} image file(s) missing, "
-                                     f"e.g. {_examples(missing)}")
-
-
 def read_clevr_change(root: str | os.PathLike) -> list[PairRecord]:
     """All pairs of a CLEVR-Change root, by split (train, val, test), then scene, change pair first."""
     root = Path(root)
@@ -131,7 +120,9 @@ def read_clevr_change(root: str | os.PathLike) -> list[PairRecord]:
     change = _captions(root, "change_captions.json", raw["change_captions.json"], all_scenes)
     no_change = _captions(root, "no_change_captions.json", raw["no_change_captions.json"], all_scenes)
     types = _types(root, raw["type_mapping.json"])
-    _check_images(root, all_scenes)
+    # Folder by folder, so the first missing files quoted are of one kind.
+    paths = (f"{folder}/{pattern.format(n)}" for folder, pattern in IMAGE_DIRS.values() for n in all_scenes)
+    check_images(root, paths, ClevrChangeFormatError, "CLEVR-Change")
 
     before_dir, before_name = IMAGE_DIRS["before"]
     change_dir, change_name = IMAGE_DIRS["change"]

@@ -18,24 +18,16 @@ import os
 from pathlib import Path
 
 from ..records import PairRecord
-from ._common import DatasetFormatError, check_images, clean_sentences, examples, load_entries
+from ._common import DatasetFormatError, annotation_file, check_images, clean_sentences, examples, load_entries
 
 IMAGE_DIR = "images"
 SPLIT_FILES = {"train": "train.json", "val": "valid.json", "test": "test.json"}  # our split -> file
 FIELDS = {"img0": "str", "img1": "str", "sents": "list[str]", "uid": "str"}
+ORIGIN = "github.com/airsplay/VisualRelationships dataset/adobe/"
 
 
 class IerFormatError(DatasetFormatError):
     """The directory is not a well-formed Image-Editing-Request dataset."""
-
-
-def _annotation_file(root: Path, name: str) -> Path:
-    path = root / name
-    if not path.is_file():
-        raise IerFormatError(f"Image-Editing-Request root {root}: annotation file {name} is missing (expected "
-                             f"{', '.join(SPLIT_FILES.values())}, from github.com/airsplay/VisualRelationships "
-                             f"dataset/adobe/)")
-    return path
 
 
 def read_ier(root: str | os.PathLike) -> list[PairRecord]:
@@ -46,7 +38,8 @@ def read_ier(root: str | os.PathLike) -> list[PairRecord]:
                              f"(expected {IMAGE_DIR}/ and {', '.join(SPLIT_FILES.values())})")
     records, seen, duplicates, empty = [], {}, [], []
     for split, name in SPLIT_FILES.items():
-        for i, entry in enumerate(load_entries(_annotation_file(root, name), FIELDS, IerFormatError)):
+        path = annotation_file(root, name, IerFormatError, "Image-Editing-Request", SPLIT_FILES.values(), ORIGIN)
+        for i, entry in enumerate(load_entries(path, FIELDS, IerFormatError)):
             uid, where = entry["uid"], f"{name} entry {i}"
             if uid in seen:
                 duplicates.append(f"{uid} ({seen[uid]} and {where})")

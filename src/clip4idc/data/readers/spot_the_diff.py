@@ -19,25 +19,16 @@ import warnings
 from pathlib import Path
 
 from ..records import SPLITS, PairRecord
-from ._common import DatasetFormatError, check_images, clean_sentences, examples, load_entries
+from ._common import DatasetFormatError, annotation_file, check_images, clean_sentences, examples, load_entries
 
 IMAGE_DIR = "resized_images"
 ANNOTATION_DIR = "annotations"
 FIELDS = {"img_id": "str", "sentences": "list[str]"}
+ORIGIN = "github.com/harsh19/spot-the-diff data/annotations/"
 
 
 class SpotTheDiffFormatError(DatasetFormatError):
     """The directory is not a well-formed Spot-the-Diff dataset."""
-
-
-def _annotation_file(root: Path, split: str) -> Path:
-    path = root / ANNOTATION_DIR / f"{split}.json"
-    if not path.is_file():
-        raise SpotTheDiffFormatError(
-            f"Spot-the-Diff root {root}: annotation file {ANNOTATION_DIR}/{split}.json is missing (expected "
-            f"{', '.join(f'{ANNOTATION_DIR}/{s}.json' for s in SPLITS)}, from github.com/harsh19/spot-the-diff "
-            f"data/annotations/)")
-    return path
 
 
 def read_spot_the_diff(root: str | os.PathLike) -> list[PairRecord]:
@@ -49,7 +40,8 @@ def read_spot_the_diff(root: str | os.PathLike) -> list[PairRecord]:
     sentences: dict[str, list[str]] = {}  # img_id -> merged sentences, in split then file order
     splits_of: dict[str, list[str]] = {}  # img_id -> the split files it appears in
     for split in SPLITS:
-        path = _annotation_file(root, split)
+        path = annotation_file(root, f"{ANNOTATION_DIR}/{split}.json", SpotTheDiffFormatError, "Spot-the-Diff",
+                               (f"{ANNOTATION_DIR}/{s}.json" for s in SPLITS), ORIGIN)
         for entry in load_entries(path, FIELDS, SpotTheDiffFormatError):
             img_id = entry["img_id"]
             if split not in splits_of.setdefault(img_id, []):
