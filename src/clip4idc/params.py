@@ -257,7 +257,7 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params", datas
             f"from the top level of {source}: set them with the profile, e.g. "
             f"dvc exp run -S profile={profile} -S 'datasets={_hydra_list(params.datasets)}'")
     for name in params.datasets if dataset is None else (dataset,):
-        overrides = merged["data"][name].get("overrides") or {}
+        overrides = params.data[name].overrides
         where = f"data.{name}.overrides"
         misplaced = sorted(set(overrides) - set(_DATASET_SECTIONS))
         if misplaced:
@@ -265,7 +265,8 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params", datas
         if "seeds" in (overrides.get("finetune") or {}):
             raise ParamsError(f"{source}: {where}.finetune.seeds: seeds shape the DAG and are the same for "
                               f"every dataset; set finetune.seeds instead")
-        resolved = _validate({**_merge(merged, overrides, where), "dataset": name}, source, f"{profile!r}, dataset {name!r}")
+        resolved = _validate({**_merge(merged, overrides, where), "dataset": name}, source,
+                             f"{profile!r}, dataset {name!r}")
         if name == dataset:
             return resolved
     return params
