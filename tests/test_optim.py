@@ -100,3 +100,32 @@ def test_finetune_lr_groups_follow_the_authors_unless_tied_is_set_apart():
     apart = params_mod.resolve(raw).finetune
     assert lr_scale("captioner.token_embedding.weight", apart) == 0.5
     assert lr_scale("pair_encoder.visual.conv1.weight", apart) == 1.0e-3
+
+
+def _trajectories(betas, max_grad_norm, weight_decay=0.1, steps=6):
+    """BertAdam and torch's AdamW from the same start on the same gradients → final params."""
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(5, generator=g)
+    grads = [3 * torch.randn(5, generator=g) for _ in range(steps)]
+    ours, theirs = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    bert = _bert(ours, betas=betas, weight_decay=weight_decay, max_grad_norm=max_grad_norm, t_total=100)
+    adamw = torch.optim.AdamW([theirs], lr=0.1, betas=betas, eps=1e-6, weight_decay=weight_decay)
+    for grad in grads:
+        ours.grad, theirs.grad = grad.clone(), grad.clone()
+        bert.step()
+        adamw.step()
+    return ours.detach(), theirs.detach()
+
+
+def test_equals_adamw_where_no_difference_is_intended():
+    # Without moment averaging (betas 0) bias correction is 1 and with no clipping BertAdam's
+    # decoupled weight decay (p -= lr * (update + wd * p)) is AdamW's (p *= 1 - lr * wd; p -= lr * update).
+    ours, theirs = _trajectories(betas=(0.0, 0.0), max_grad_norm=0.0)
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
+def test_differs_from_adamw_by_bias_correction_and_per_tensor_clipping():
+    ours, theirs = _trajectories(betas=(0.9, 0.98), max_grad_norm=0.0)
+    assert (ours - theirs).abs().max() > 1e-2  # no bias correction
+    clipped, _ = _trajectories(betas=(0.9, 0.98), max_grad_norm=1.0)
+    assert (clipped - ours).abs().max() > 1e-3  # gradients of norm ~7 clipped to 1 before the moments

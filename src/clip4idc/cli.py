@@ -7,6 +7,7 @@ params.yaml (validated on load); nothing here sets a default that changes result
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -108,19 +109,53 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return _run(build_parser().parse_args(argv))
+        return _run(build_parser().parse_args(argv), argv)
     except _input_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 
 
-def _run(args: argparse.Namespace) -> int:
+def _launch(stage: str, processes: int, argv: list[str]) -> int:
+    """Run this very command once per GPU on this machine, as `torchrun --standalone` would
+    (torchrun's own argument parser would take our --log for its --log-dir, hence its API)."""
+    import uuid
+
+    import torch
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    if torch.cuda.is_available() and torch.cuda.device_count() < processes:
+        raise SystemExit(f"error: execution.resources.{stage}.gpus is {processes} but this machine has "
+                         f"{torch.cuda.device_count()} GPU(s); lower it in params.yaml")
+    if not torch.cuda.is_available():
+        print(f"{stage}: no GPU; running {processes} CPU processes (gloo) as execution.resources.{stage}.gpus says",
+              flush=True)
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
+    try:
+        elastic_launch(config, sys.executable)("-m", "clip4idc.cli", *argv)
+    except ChildFailedError as err:
+        print(f"error: {stage} failed in a training process:\n{err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         cfg = params_mod.load(args.params, args.profile, getattr(args, "dataset", None))
     except params_mod.ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.stage == "finetune":
+        if (args.variant == "adapt") != bool(args.adapted):
+            raise SystemExit("error: --adapted is required for variant adapt and only for it")
+        if (args.variant != "adapt") != bool(args.clip):
+            raise SystemExit("error: --clip is required for variants clip-ft and no-adapt and only for them")
+    if args.stage in ("adapt", "finetune") and "LOCAL_RANK" not in os.environ:
+        processes = getattr(cfg.execution.resources, args.stage).gpus
+        if processes > 1:  # one training process per GPU; under torchrun already, this is one of them
+            return _launch(args.stage, processes, argv)
     # Bars on a terminal only: in a Snakemake log a bar is thousands of redraws. Per-epoch
     # summaries are printed either way.
     progress = not args.no_progress and sys.stderr.isatty()
@@ -143,16 +178,13 @@ def _run(args: argparse.Namespace) -> int:
             export_clip(args.out, args.log, model_cfg=cfg.model)
     elif args.stage == "adapt":
         from .train.adapt import adapt
-        adapt(args.data, args.clip, args.out, args.metrics, args.log, model_cfg=cfg.model,
-              cfg=cfg.adapt, threads=args.threads, progress=progress)
+        adapt(args.data, args.clip, args.out, args.metrics, args.log, model_cfg=cfg.model, cfg=cfg.adapt,
+              checkpoint_every=cfg.execution.checkpoint_every, threads=args.threads, progress=progress)
     elif args.stage == "finetune":
         from .train.finetune import finetune
-        if (args.variant == "adapt") != bool(args.adapted):
-            raise SystemExit("error: --adapted is required for variant adapt and only for it")
-        if (args.variant != "adapt") != bool(args.clip):
-            raise SystemExit("error: --clip is required for variants clip-ft and no-adapt and only for them")
         finetune(args.data, args.variant, args.seed, args.clip, args.adapted, args.out, args.log,
-                 model_cfg=cfg.model, cfg=cfg.finetune, threads=args.threads, progress=progress)
+                 model_cfg=cfg.model, cfg=cfg.finetune, checkpoint_every=cfg.execution.checkpoint_every,
+                 threads=args.threads, progress=progress)
     elif args.stage == "decode":
         from .predict import decode_split
         decode_split(args.checkpoint, args.data, cfg.decode.split, args.out, max_len=cfg.decode.max_len,

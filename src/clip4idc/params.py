@@ -155,6 +155,7 @@ class AdaptParams(Section):
     select_split: Literal["val", "test"]            # authors: test; we default to val
     freeze: tuple[str, ...]                         # name prefixes of frozen parameters
     max_logit_scale: float = Field(gt=0)            # clamp of log logit scale (ln 100)
+    amp: bool                                       # bf16 autocast on a GPU; a CPU always runs fp32
     optim: OptimParams
 
 
@@ -169,6 +170,7 @@ class FinetuneParams(Section):
     eval_batch_size: int = Field(ge=1)
     coef_lr_tied: float | None = Field(gt=0)        # lr multiplier of the tied word/position embeddings;
                                                     # null = optim.coef_lr, as the authors group them
+    amp: bool                                       # bf16 autocast on a GPU; a CPU always runs fp32
     optim: OptimParams
 
 
@@ -177,6 +179,37 @@ class DecodeParams(Section):
     max_len: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     beam_size: int = Field(ge=1)                    # 1 = greedy (the paper); > 1 = beam search
+
+
+class StageResources(Section):
+    """What one job of a stage asks of a cluster (Snakemake `resources:`)."""
+    gpus: int = Field(ge=0)        # adapt/finetune: > 1 runs one training process per GPU (torchrun)
+    mem_mb: int = Field(ge=1)      # host memory
+    runtime: int = Field(ge=1)     # minutes of wall time
+
+
+class Resources(Section):
+    fetch: StageResources
+    prepare: StageResources
+    pretrain: StageResources
+    adapt: StageResources
+    finetune: StageResources
+    decode: StageResources
+    evaluate: StageResources       # evaluate, baseline and the report
+
+    @model_validator(mode="after")
+    def _one_process_stages(self) -> "Resources":
+        for stage in ("fetch", "prepare", "pretrain", "decode", "evaluate"):
+            if getattr(self, stage).gpus > 1:
+                raise ValueError(f"resources.{stage}.gpus: this stage runs one process and uses at most one GPU; "
+                                 f"only adapt and finetune run on several")
+        return self
+
+
+class ExecutionParams(Section):
+    """How stages run, not what they compute: no stage's results depend on it, so it triggers no rerun."""
+    checkpoint_every: int = Field(ge=0)   # training steps between resume checkpoints (0: at epoch ends only)
+    resources: Resources
 
 
 class Params(Section):
@@ -193,6 +226,7 @@ class Params(Section):
     adapt: AdaptParams
     finetune: FinetuneParams
     decode: DecodeParams
+    execution: ExecutionParams
 
     @model_validator(mode="after")
     def _consistent(self) -> "Params":

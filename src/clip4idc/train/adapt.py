@@ -7,14 +7,12 @@ metrics on the test split are written beside the checkpoint.
 """
 from __future__ import annotations
 
-import copy
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..data.dataset import AdaptDataset, PairDataset, Prepared, collate
 from ..io import write_json
@@ -23,7 +21,8 @@ from ..models.build import create_clip
 from ..models.idc import AdaptModel
 from ..params import AdaptParams, ModelParams
 from ..text import CaptionTokenizer
-from .common import device, freeze, save_checkpoint, seed_everything, set_threads
+from .common import freeze, save_checkpoint, seed_everything, set_threads
+from .loop import Evaluation, GlobalBatches, Processes, Resume, fingerprint, fit, gather, processes
 from .losses import symmetric_infonce
 from .optim import build_optimizer
 
@@ -33,62 +32,67 @@ def is_clip_param(name: str) -> bool:
     return name.startswith("clip.")
 
 
+def adapt_loss(model: nn.Module, batch: dict, tokenizer: CaptionTokenizer, procs: Processes) -> torch.Tensor:
+    """InfoNCE over the *global* batch: every process's features are gathered before the loss."""
+    dev = procs.device
+    text_f, pair_f, scale = model(batch["before"].to(dev), batch["after"].to(dev),
+                                  tokenizer.retrieval(batch["text"]).to(dev))
+    return symmetric_infonce(gather(text_f, procs), gather(pair_f, procs), scale)
+
+
 def adapt(prepared_dir: str | Path, clip_weights: str, out_checkpoint: str | Path, out_metrics: str | Path,
-          out_history: str | Path, *, model_cfg: ModelParams, cfg: AdaptParams, threads: int | None = None,
-          progress: bool = True) -> dict:
+          out_history: str | Path, *, model_cfg: ModelParams, cfg: AdaptParams, checkpoint_every: int = 0,
+          threads: int | None = None, progress: bool = True) -> dict | None:
+    """→ the test retrieval metrics (None on all but the first of several processes)."""
+    with processes() as procs:
+        return _adapt(prepared_dir, clip_weights, out_checkpoint, out_metrics, out_history, model_cfg=model_cfg,
+                      cfg=cfg, checkpoint_every=checkpoint_every, threads=threads, progress=progress, procs=procs)
+
+
+def _adapt(prepared_dir, clip_weights, out_checkpoint, out_metrics, out_history, *, model_cfg: ModelParams,
+           cfg: AdaptParams, checkpoint_every: int, threads: int | None, progress: bool, procs: Processes):
     set_threads(threads)
-    gen = seed_everything(cfg.seed)
-    dev = device()
+    seed_everything(cfg.seed)
+    dev = procs.device
     prepared = Prepared(prepared_dir)
     tokenizer = CaptionTokenizer(model_cfg.arch, model_cfg.max_tokens)
 
     model = AdaptModel(create_clip(model_cfg.arch, clip_weights), model_cfg.intra_layers).to(dev)
     freeze(model, cfg.freeze)
     train_set = AdaptDataset(prepared, "train", distractor_swap_p=cfg.distractor_swap_p, seed=cfg.seed)
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                        generator=gen, collate_fn=collate)
-    if len(loader) == 0:
-        raise ValueError(f"adapt: {len(train_set)} training samples is fewer than one batch of {cfg.batch_size}")
-    opt = build_optimizer(model, cfg.optim, t_total=cfg.epochs * len(loader),
+    batches = GlobalBatches(len(train_set), cfg.batch_size, cfg.seed, procs)
+    opt = build_optimizer(model, cfg.optim, t_total=cfg.epochs * batches.steps_per_epoch,
                           lr_scale=lambda name: cfg.optim.coef_lr if is_clip_param(name) else 1.0)
+    resume = Resume(out_checkpoint, fingerprint(stage="adapt", model=model_cfg.model_dump(mode="json"),
+                                                adapt=cfg.model_dump(mode="json"), world=procs.world,
+                                                inputs=[prepared_dir, clip_weights]), procs)
 
-    best, best_state, history = -math.inf, None, []
-    for epoch in range(cfg.epochs):
-        model.train()
-        train_set.set_epoch(epoch)
-        losses = []
-        bar = tqdm(loader, desc=f"adapt epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
-        for batch in bar:
-            text_f, pair_f, scale = model(batch["before"].to(dev), batch["after"].to(dev),
-                                          tokenizer.retrieval(batch["text"]).to(dev))
-            loss = symmetric_infonce(text_f, pair_f, scale)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
-            opt.step()
-            with torch.no_grad():  # the authors clamp the log temperature after every step
-                model.clip.logit_scale.clamp_(max=cfg.max_logit_scale)
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        val = evaluate_retrieval(model, prepared, cfg.select_split, tokenizer, cfg.batch_size, dev)
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), cfg.select_split: val})
-        print(f"adapt epoch {epoch + 1}: loss {history[-1]['loss']:.4f}, {cfg.select_split} "
-              f"T-IP R@1 {val['t2p']['R@1']:.2f}, IP-T R@1 {val['p2t']['R@1']:.2f}", flush=True)
-        if val["t2p"]["R@1"] > best:
-            best = val["t2p"]["R@1"]
-            # deepcopy keeps tensors that share storage shared (CLIP's vision tower is reachable
-            # under two names), so the checkpoint holds it once.
-            best_state = copy.deepcopy(model.state_dict())
-            best_epoch = epoch + 1
+    def evaluate(m: AdaptModel) -> Evaluation:
+        val = evaluate_retrieval(m, prepared, cfg.select_split, tokenizer, cfg.batch_size, dev)
+        return Evaluation(score=val["t2p"]["R@1"], record={cfg.select_split: val},
+                          line=f"{cfg.select_split} T-IP R@1 {val['t2p']['R@1']:.2f}, IP-T R@1 {val['p2t']['R@1']:.2f}")
 
+    def clamp_logit_scale() -> None:
+        with torch.no_grad():  # the authors clamp the log temperature after every step
+            model.clip.logit_scale.clamp_(max=cfg.max_logit_scale)
+
+    best_state, state = fit(
+        model=model, optimizer=opt, dataset=train_set, batches=batches,
+        loss=lambda m, batch: adapt_loss(m, batch, tokenizer, procs), evaluate=evaluate, epochs=cfg.epochs,
+        patience=None, max_grad_norm=cfg.optim.max_grad_norm, amp=cfg.amp, resume=resume,
+        checkpoint_every=checkpoint_every, procs=procs, desc="adapt", progress=progress,
+        after_step=clamp_logit_scale)
+    if not procs.main:
+        return None
     model.load_state_dict(best_state)
     test = evaluate_retrieval(model, prepared, "test", tokenizer, cfg.batch_size, dev)
     save_checkpoint(out_checkpoint, {
-        "kind": "adapt", "state_dict": best_state, "epoch": best_epoch,
+        "kind": "adapt", "state_dict": best_state, "epoch": state.best_epoch,
         "model": model_cfg.model_dump(mode="json"), "adapt": cfg.model_dump(mode="json"),
     })
-    write_json(out_metrics, {"split": "test", "selected_on": cfg.select_split, "epoch": best_epoch, **test})
-    write_json(out_history, {"selected_epoch": best_epoch, "history": history})
+    write_json(out_metrics, {"split": "test", "selected_on": cfg.select_split, "epoch": state.best_epoch, **test})
+    write_json(out_history, {"selected_epoch": state.best_epoch, "history": state.history})
+    resume.clear()
     return test
 
 

@@ -20,8 +20,10 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def set_threads(threads: int | None) -> int:
-    """Use at most the machine's cores: oversubscribed torch threads spin and slow everything."""
-    n = min(threads or os.cpu_count() or 1, os.cpu_count() or 1)
+    """Use at most the machine's cores: oversubscribed torch threads spin and slow everything.
+    Under torchrun the cores are shared among the processes of this machine."""
+    cores = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    n = min(threads or cores, cores)
     torch.set_num_threads(n)
     return n
 

@@ -10,14 +10,12 @@ The epoch with the best `select_metric` on `select_split` is kept; training stop
 """
 from __future__ import annotations
 
-import copy
-import math
+import contextlib
 from pathlib import Path
 
-import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..data.dataset import CaptionDataset, PairDataset, Prepared, collate
 from ..decode import decode_dataset
@@ -27,7 +25,8 @@ from ..models.build import create_clip
 from ..models.idc import AdaptModel, CaptionModel
 from ..params import VARIANTS, FinetuneParams, ModelParams
 from ..text import CaptionTokenizer
-from .common import device, load_checkpoint, save_checkpoint, seed_everything, set_threads
+from .common import load_checkpoint, save_checkpoint, seed_everything, set_threads
+from .loop import Evaluation, GlobalBatches, Processes, Resume, fingerprint, fit, processes, sum_over_processes
 from .losses import token_loss
 from .optim import build_optimizer
 
@@ -83,67 +82,79 @@ def load_caption_model(checkpoint: str | Path) -> tuple[CaptionModel, dict]:
     return model.eval(), ckpt
 
 
+def finetune_loss(model: nn.Module, batch: dict, tokenizer: CaptionTokenizer, procs: Processes) -> torch.Tensor:
+    """Token cross-entropy, the change and no-change losses (roles 0 and 1) summed.
+
+    Each role's mean is over the tokens of the *global* batch: under several processes each one
+    returns its share, scaled so that DDP's gradient average gives the single-process gradient.
+    """
+    dev = procs.device
+    tok = tokenizer.training(batch["text"])
+    real = tok["target_mask"].to(dev)
+    # Logits at real target tokens only: the same loss as caption_loss, half the head's cost.
+    logits = model(batch["before"].to(dev), batch["after"].to(dev), tok["input_ids"].to(dev), positions=real)
+    role = batch["role"].to(dev)[:, None].expand_as(real)[real]
+    if procs.world == 1:
+        return token_loss(logits, tok["target_ids"].to(dev)[real], role)
+    share = token_loss(logits, tok["target_ids"].to(dev)[real], role, n_roles=2,
+                       total=lambda count: sum_over_processes(count, procs))
+    return share * procs.world
+
+
 def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: str | None,
              adapt_checkpoint: str | Path | None, out_checkpoint: str | Path, out_history: str | Path, *,
-             model_cfg: ModelParams, cfg: FinetuneParams, threads: int | None = None, progress: bool = True) -> dict:
+             model_cfg: ModelParams, cfg: FinetuneParams, checkpoint_every: int = 0, threads: int | None = None,
+             progress: bool = True) -> dict | None:
+    """→ the training summary (None on all but the first of several processes)."""
+    with processes() as procs:
+        return _finetune(prepared_dir, variant, seed, clip_weights, adapt_checkpoint, out_checkpoint, out_history,
+                         model_cfg=model_cfg, cfg=cfg, checkpoint_every=checkpoint_every, threads=threads,
+                         progress=progress, procs=procs)
+
+
+def _finetune(prepared_dir, variant, seed, clip_weights, adapt_checkpoint, out_checkpoint, out_history, *,
+              model_cfg: ModelParams, cfg: FinetuneParams, checkpoint_every: int, threads: int | None,
+              progress: bool, procs: Processes):
     set_threads(threads)
-    gen = seed_everything(seed)
-    dev = device()
+    seed_everything(seed)
+    dev = procs.device
     prepared = Prepared(prepared_dir)
     tokenizer = CaptionTokenizer(model_cfg.arch, model_cfg.max_tokens)
     model = build_caption_model(variant, model_cfg, clip_weights, adapt_checkpoint).to(dev)
 
     train_set = CaptionDataset(prepared, "train", seed=seed)
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                        generator=gen, collate_fn=collate)
-    if len(loader) == 0:
-        raise ValueError(f"finetune: {len(train_set)} training scenes is fewer than one batch of {cfg.batch_size}")
-    opt = build_optimizer(model, cfg.optim, t_total=cfg.epochs * len(loader), lr_scale=lambda n: lr_scale(n, cfg))
+    batches = GlobalBatches(len(train_set), cfg.batch_size, seed, procs)
+    opt = build_optimizer(model, cfg.optim, t_total=cfg.epochs * batches.steps_per_epoch,
+                          lr_scale=lambda n: lr_scale(n, cfg))
+    resume = Resume(out_checkpoint, fingerprint(stage="finetune", variant=variant, seed=seed,
+                                                model=model_cfg.model_dump(mode="json"),
+                                                finetune=cfg.model_dump(mode="json"), world=procs.world,
+                                                inputs=[prepared_dir, clip_weights, adapt_checkpoint]), procs)
     select = DataLoader(PairDataset(prepared, cfg.select_split), batch_size=cfg.eval_batch_size, collate_fn=collate)
     references = prepared.references(cfg.select_split)
 
-    best, best_state, best_epoch, history, stale = -math.inf, None, 0, [], 0
-    with CaptionScorer() as scorer:
-        for epoch in range(cfg.epochs):
-            model.train()
-            train_set.set_epoch(epoch)
-            losses = []
-            bar = tqdm(loader, desc=f"finetune {variant} epoch {epoch + 1}/{cfg.epochs}",
-                       disable=not progress, leave=False)
-            for batch in bar:
-                tok = tokenizer.training(batch["text"])
-                real = tok["target_mask"].to(dev)
-                # Logits at real target tokens only: the same loss as caption_loss, half the head's cost.
-                logits = model(batch["before"].to(dev), batch["after"].to(dev), tok["input_ids"].to(dev),
-                               positions=real)
-                role = batch["role"].to(dev)[:, None].expand_as(real)[real]
-                loss = token_loss(logits, tok["target_ids"].to(dev)[real], role)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
-                opt.step()
-                losses.append(loss.item())
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            predictions = decode_dataset(model, select, tokenizer, cfg.select_max_len, progress=False)
-            scores = scorer.score(predictions, references)
-            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), cfg.select_split: scores})
-            print(f"finetune {variant} seed {seed} epoch {epoch + 1}: loss {history[-1]['loss']:.4f}, "
-                  f"{cfg.select_split} {cfg.select_metric} {scores[cfg.select_metric]:.4f}", flush=True)
-            if scores[cfg.select_metric] > best:
-                best, best_epoch, stale = scores[cfg.select_metric], epoch + 1, 0
-                # deepcopy keeps tensors that share storage shared (the LM head is tied to CLIP's
-                # token embedding), so the checkpoint holds them once.
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-                if stale >= cfg.patience:
-                    break
+    with CaptionScorer() if procs.main else contextlib.nullcontext() as scorer:
+        def evaluate(m: CaptionModel) -> Evaluation:
+            # fp32, as the decode stage: the selected epoch is the one whose captions are best.
+            scores = scorer.score(decode_dataset(m, select, tokenizer, cfg.select_max_len, progress=False),
+                                  references)
+            return Evaluation(score=scores[cfg.select_metric], record={cfg.select_split: scores},
+                              line=f"{cfg.select_split} {cfg.select_metric} {scores[cfg.select_metric]:.4f}")
 
+        best_state, state = fit(
+            model=model, optimizer=opt, dataset=train_set, batches=batches,
+            loss=lambda m, batch: finetune_loss(m, batch, tokenizer, procs), evaluate=evaluate, epochs=cfg.epochs,
+            patience=cfg.patience, max_grad_norm=cfg.optim.max_grad_norm, amp=cfg.amp, resume=resume,
+            checkpoint_every=checkpoint_every, procs=procs, desc=f"finetune {variant} seed {seed}",
+            progress=progress)
+    if not procs.main:
+        return None
     save_checkpoint(out_checkpoint, {
-        "kind": "finetune", "variant": variant, "seed": seed, "state_dict": best_state, "epoch": best_epoch,
+        "kind": "finetune", "variant": variant, "seed": seed, "state_dict": best_state, "epoch": state.best_epoch,
         "model": model_cfg.model_dump(mode="json"), "finetune": cfg.model_dump(mode="json"),
     })
     summary = {"variant": variant, "seed": seed, "selected_on": cfg.select_split,
-               "select_metric": cfg.select_metric, "selected_epoch": best_epoch, "history": history}
+               "select_metric": cfg.select_metric, "selected_epoch": state.best_epoch, "history": state.history}
     write_json(out_history, summary)
+    resume.clear()
     return summary

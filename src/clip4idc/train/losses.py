@@ -1,6 +1,8 @@
 """Training losses, kept outside the models (a model returns features or logits, never a loss)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -37,16 +39,22 @@ def caption_loss(logits: torch.Tensor, target_ids: torch.Tensor, target_mask: to
     return token_loss(logits[keep], target_ids[keep], token_role)
 
 
-def token_loss(logits: torch.Tensor, targets: torch.Tensor, role: torch.Tensor | None = None) -> torch.Tensor:
+def token_loss(logits: torch.Tensor, targets: torch.Tensor, role: torch.Tensor | None = None, *,
+               n_roles: int | None = None,
+               total: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """`caption_loss` on the real target tokens only: logits [N, vocab], targets [N], role [N].
 
     Training computes logits at the real positions only (see Captioner.decode), then calls this.
+    `total`, when given, turns this batch's per-role token counts into the counts of the whole
+    global batch (summed over training processes): the result is then this process's share of
+    the global loss. `n_roles` fixes the number of roles so every process counts the same ones.
     """
     token_ce = F.cross_entropy(logits.float(), targets, reduction="none")
     if role is None:
-        return token_ce.mean() if len(token_ce) else token_ce.sum()
-    _, index = torch.unique(role, return_inverse=True)
-    n_roles = int(index.max()) + 1
-    ce_sum = token_ce.new_zeros(n_roles).index_add(0, index, token_ce)
-    count = token_ce.new_zeros(n_roles).index_add(0, index, torch.ones_like(token_ce))
+        role = torch.zeros_like(targets)
+    n = n_roles if n_roles is not None else (int(role.max()) + 1 if len(role) else 1)
+    ce_sum = token_ce.new_zeros(n).index_add(0, role, token_ce)
+    count = token_ce.new_zeros(n).index_add(0, role, torch.ones_like(token_ce))
+    if total is not None:
+        count = total(count)
     return (ce_sum / count.clamp_min(1)).sum()
