@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import collections
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 
 import yaml
 
+from clip4idc import params as clip4idc_params
 from workflow_helpers import BIN, REPO, dvc_stages, run, scratch_repo, snakemake_jobs
 
 STAGES = {"fetch", "prepare", "pretrain", "adapt", "finetune", "finetune_adapt", "decode", "baseline",
@@ -83,3 +86,114 @@ def test_snakemake_refuses_config_overrides_other_than_profile():
 def test_profile_switch_reaches_every_command():
     jobs = snakemake_jobs(REPO, "--forceall", "--config", "profile=smoke")
     assert all("--profile smoke" in j["cmd"] for j in jobs)
+
+
+# --- Resources: every rule asks for execution.resources.<stage>; the SLURM profile submits them. ---
+
+SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm"
+# The stage of params.yaml `execution.resources` each rule reads.
+RULE_STAGE = {"fetch": "fetch", "prepare": "prepare", "pretrain": "pretrain", "adapt": "adapt",
+              "finetune": "finetune", "finetune_adapt": "finetune", "decode": "decode", "baseline": "evaluate",
+              "evaluate": "evaluate", "evaluate_baseline": "evaluate", "report": "evaluate"}
+PAPER_COUNTS = {"fetch": 3, "prepare": 3, "adapt": 3, "pretrain": 1, "finetune": 6, "finetune_adapt": 3,
+                "decode": 9, "evaluate": 9, "baseline": 3, "evaluate_baseline": 3, "report": 1}
+
+
+def _value(text: str):
+    return int(text) if text.isdigit() else text
+
+
+def _jobs_with_resources(*args: str) -> list[dict]:
+    """Jobs of a Snakemake dry run with the threads and resources it prints for each."""
+    out = run([str(BIN / "snakemake"), *args], REPO).stdout
+    jobs = []
+    for block in re.split(r"\n(?=\[.*\d{4}\]\n(?:local)?rule )", out):
+        m = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        if not m:
+            continue
+        fields = dict(re.findall(r"^\s+(wildcards|threads|resources): (.*)$", block, re.M))
+        pairs = lambda key: dict(kv.split("=", 1) for kv in fields.get(key, "").split(", ") if kv)
+        shell = re.search(r"^Shell command: (.*)$", block, re.M)
+        jobs.append({"rule": m.group(1), "wildcards": pairs("wildcards"), "threads": int(fields.get("threads", 1)),
+                     "resources": {k: _value(v) for k, v in pairs("resources").items()},
+                     "cmd": shell.group(1) if shell else None})
+    return jobs
+
+
+def _assert_resources_from_params(jobs: list[dict], profile: str | None) -> None:
+    """Each job asks for its stage's gpus (none at all where 0), mem_mb and runtime, from its dataset's params."""
+    for job in jobs:
+        dataset = job["wildcards"].get("dataset")
+        want = getattr(clip4idc_params.load(REPO / "params.yaml", profile, dataset=dataset).execution.resources,
+                       RULE_STAGE[job["rule"]])
+        res = job["resources"]
+        assert (res["mem_mb"], res["runtime"]) == (want.mem_mb, want.runtime), job
+        assert res.get("gpu") == (want.gpus or None), job
+        assert not {"gpus", "gres", "gpu_model", "nvidia_gpu"} & set(res), job
+
+
+def _slurm_dry_run() -> list[dict]:
+    # The target before --config, which takes every argument after it.
+    return _jobs_with_resources("--executor", "slurm", "-n", "--forceall", "--profile", str(SLURM_PROFILE),
+                                "results/tables.tex", "--config", "profile=paper")
+
+
+def test_slurm_profile_dry_run_schedules_the_paper_dag_with_its_resources():
+    jobs = _slurm_dry_run()
+    assert collections.Counter(j["rule"] for j in jobs) == PAPER_COUNTS
+    _assert_resources_from_params(jobs, "paper")
+    paper = clip4idc_params.load(REPO / "params.yaml", "paper").execution.resources
+    assert paper.adapt.gpus == 2   # the authors' 2 GPUs: the case torchrun serves
+    for job in (j for j in jobs if j["rule"] == "adapt"):
+        assert (job["resources"]["gpu"], job["resources"]["mem_mb"], job["resources"]["runtime"]) == (
+            paper.adapt.gpus, paper.adapt.mem_mb, paper.adapt.runtime)
+    # `threads: workflow.cores` takes the profile's cores (a SLURM run has no --cores of its own)
+    cores = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())["cores"]
+    assert {j["threads"] for j in jobs if j["rule"] in {"pretrain", "adapt", "finetune", "finetune_adapt",
+                                                         "decode"}} == {cores}
+    # The cluster run executes the very commands of the local run (and so of dvc.yaml).
+    local = _jobs_with_resources("-n", "-p", "--forceall", "--cores", "1", "results/tables.tex",
+                                 "--config", "profile=paper")
+    assert sorted(j["cmd"] for j in jobs) == sorted(j["cmd"] for j in local)
+
+
+def test_slurm_plugin_turns_the_resources_into_sbatch_and_srun_options():
+    """The names the rules use are the ones the plugin maps: gpu -> --gpus, mem_mb -> --mem, runtime -> -t,
+    threads -> --cpus-per-task; a CPU job gets no GPU option at all."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+    from snakemake_executor_plugin_slurm_jobstep import get_gpu_setting
+
+    class Resources(dict):
+        __getattr__ = dict.__getitem__
+
+    jobs = {j["rule"]: j for j in _slurm_dry_run()}
+    submit_params = {"run_uuid": "x", "slurm_logfile": "x.log", "comment_str": "x", "account": "-A acc",
+                     "partition": "-p part", "workdir": "."}
+
+    def sbatch(rule: str) -> tuple[str, str]:
+        job = SimpleNamespace(resources=Resources(jobs[rule]["resources"]), threads=jobs[rule]["threads"])
+        return get_submit_command(job, submit_params) + set_gres_string(job), get_gpu_setting(job)
+
+    paper = clip4idc_params.load(REPO / "params.yaml", "paper").execution.resources
+    call, srun_gpus = sbatch("adapt")
+    for option in (f"--gpus={paper.adapt.gpus}", f"--mem {paper.adapt.mem_mb}", f"-t {paper.adapt.runtime}",
+                   f"--cpus-per-task={jobs['adapt']['threads']}"):
+        assert option in call, call
+    assert "--ntasks" not in call   # one task; `clip4idc adapt` starts one process per GPU (torchrun)
+    assert srun_gpus == f"--gpus={paper.adapt.gpus}"
+    call, srun_gpus = sbatch("evaluate")
+    assert "--gpus" not in call and "--gres" not in call and srun_gpus == ""
+    assert f"--mem {paper.evaluate.mem_mb}" in call and f"-t {paper.evaluate.runtime}" in call
+
+
+def test_local_dry_runs_keep_working_with_gpu_resources():
+    """The embedded default requests no GPU; the paper profile's GPU jobs are planned on a local run too:
+    Snakemake limits only the resources given to --resources, so `gpu` does not hold them back."""
+    jobs = _jobs_with_resources("-n", "--forceall", "results/tables.tex")
+    assert {j["rule"] for j in jobs} == STAGES
+    assert not any("gpu" in j["resources"] for j in jobs)
+    _assert_resources_from_params(jobs, None)   # the profile params.yaml names
+    paper = _jobs_with_resources("-n", "--forceall", "--cores", "1", "results/tables.tex", "--config", "profile=paper")
+    assert collections.Counter(j["rule"] for j in paper) == PAPER_COUNTS
+    assert {j["resources"]["gpu"] for j in paper if j["rule"] == "adapt"} == {2}

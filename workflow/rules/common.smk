@@ -29,6 +29,25 @@ def section(*names):
     return lambda wc: [getattr(DP[wc.dataset], name).model_dump() for name in names]
 
 
+def stage_resources(stage):
+    """A rule's `resources:`, read from `execution.resources.<stage>` of its dataset's params (`DP`; `P` for the
+    rules without a dataset wildcard: pretrain, report). The names are those the SLURM executor plugin turns into
+    sbatch/srun options: gpu -> --gpus, mem_mb -> --mem, runtime (minutes) -> -t. A stage with gpus 0 gets no
+    `gpu` at all (None drops a resource), so its job asks for no GPU. A local run limits only resources named in
+    `--resources`: without `--resources gpu=N`, `gpu` holds back no job."""
+    getattr(P.execution.resources, stage)  # an unknown stage fails when the Snakefile is read, not per job
+
+    def read(wc):
+        params = DP[wc.dataset] if "dataset" in wc.keys() else P
+        return getattr(params.execution.resources, stage)
+
+    return dict(
+        gpu=lambda wc: read(wc).gpus or None,
+        mem_mb=lambda wc: read(wc).mem_mb,
+        runtime=lambda wc: read(wc).runtime,
+    )
+
+
 wildcard_constraints:
     dataset="|".join(DATASETS),
     variant="|".join(VARIANTS),

@@ -7,6 +7,8 @@ rule fetch:
             P.data[wc.dataset].model_dump(),
             (P.synthesize if P.data[wc.dataset].source == "synthesize" else P.download).model_dump(),
         ],
+    resources:
+        **stage_resources("fetch"),
     log:
         "logs/{dataset}/fetch.log",
     conda:
@@ -25,6 +27,8 @@ rule prepare:
         directory(PREPARED),
     params:
         section=section("prepare"),
+    resources:
+        **stage_resources("prepare"),
     log:
         "logs/{dataset}/prepare.log",
     conda:

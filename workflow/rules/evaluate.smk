@@ -8,6 +8,8 @@ rule decode:
     params:
         section=section("decode"),
     threads: workflow.cores
+    resources:
+        **stage_resources("decode"),
     log:
         "logs/{dataset}/decode/{variant}/seed{seed}.log",
     conda:
@@ -25,6 +27,8 @@ rule baseline:
         "results/predictions/{dataset}/constant.json",
     params:
         split=lambda wc: DP[wc.dataset].decode.split,
+    resources:
+        **stage_resources("evaluate"),
     log:
         "logs/{dataset}/baseline.log",
     conda:
@@ -42,6 +46,8 @@ rule evaluate:
         "results/metrics/{dataset}/{variant}/seed{seed}.json",
     params:
         split=lambda wc: DP[wc.dataset].decode.split,
+    resources:
+        **stage_resources("evaluate"),
     log:
         "logs/{dataset}/evaluate/{variant}/seed{seed}.log",
     conda:
@@ -61,6 +67,8 @@ rule evaluate_baseline:
         "results/metrics/{dataset}/constant.json",
     params:
         split=lambda wc: DP[wc.dataset].decode.split,
+    resources:
+        **stage_resources("evaluate"),
     log:
         "logs/{dataset}/evaluate/constant.log",
     conda:

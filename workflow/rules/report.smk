@@ -11,6 +11,8 @@ rule report:
     output:
         tables="results/tables.tex",
         plots=directory("results/plots"),
+    resources:
+        **stage_resources("evaluate"),
     log:
         "logs/report.log",
     conda:

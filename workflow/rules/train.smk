@@ -8,6 +8,8 @@ rule pretrain:
     params:
         section=[P.model.model_dump(), P.pretrain.model_dump()],
     threads: workflow.cores
+    resources:
+        **stage_resources("pretrain"),
     log:
         "logs/pretrain.log",
     conda:
@@ -29,6 +31,8 @@ rule adapt:
     params:
         section=section("model", "adapt"),
     threads: workflow.cores
+    resources:
+        **stage_resources("adapt"),
     log:
         "logs/{dataset}/adapt.log",
     conda:
@@ -52,6 +56,8 @@ rule finetune:
     params:
         section=section("model", "finetune"),
     threads: workflow.cores
+    resources:
+        **stage_resources("finetune"),
     log:
         "logs/{dataset}/finetune/{variant}/seed{seed}.log",
     conda:
@@ -74,6 +80,8 @@ rule finetune_adapt:
     params:
         section=section("model", "finetune"),
     threads: workflow.cores
+    resources:
+        **stage_resources("finetune"),
     log:
         "logs/{dataset}/finetune/adapt/seed{seed}.log",
     conda:
