@@ -55,6 +55,9 @@ def test_every_stage_writes_its_outputs(chain):
         metrics = json.loads((chain / "metrics" / variant / f"seed{SEED}.json").read_text())
         assert metrics["variant"] == variant and metrics["seed"] == SEED
         assert set(metrics["metrics"]) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"}
+        subsets = metrics["subsets"]  # CLEVR-Change-format data: change / no-change only and per type
+        assert {"change", "no-change"} <= set(subsets) and len(subsets) > 2
+        assert subsets["change"]["n_pairs"] + subsets["no-change"]["n_pairs"] == len(refs)
     retrieval = json.loads((chain / "metrics" / "adapt_retrieval.json").read_text())
     assert {"t2p", "p2t"} <= set(retrieval) and retrieval["split"] == "test"
 

@@ -220,3 +220,59 @@ def test_matches_brute_force_on_random_data():
 def test_retrieval_validation(sim, text_pair, match):
     with pytest.raises(ValueError, match=match):
         retrieval_metrics(sim, text_pair)
+
+
+# -- evaluation subsets (CLEVR-Change Total, change / no-change only, per change type) ------------
+
+def test_subsets_of_a_prepared_clevr_split_hold_exactly_their_pairs(data_synth_root, data_prepared_dir):
+    import json
+
+    from clip4idc.data.dataset import Prepared
+    from clip4idc.metrics.subsets import evaluation_subsets
+
+    manifest = Prepared(data_prepared_dir).manifest("test")
+    subsets = evaluation_subsets(manifest)
+    type_mapping = json.loads((data_synth_root / "type_mapping.json").read_text())
+    splits = json.loads((data_synth_root / "splits.json").read_text())
+    scenes = {f"{n:06d}.png" for n in splits["test"]}
+    assert set(subsets["total"]) == scenes | {f"{s}_n" for s in scenes}
+    assert set(subsets["change"]) == scenes
+    assert set(subsets["no-change"]) == {f"{s}_n" for s in scenes}
+    typed = {name for name in subsets if name not in ("total", "change", "no-change")}
+    assert typed and typed <= set(type_mapping)
+    for change_type, names in type_mapping.items():
+        expected = set(names) & scenes  # type_mapping.json lists every split's scenes
+        assert set(subsets.get(change_type, [])) == expected, change_type
+    assert sum(len(subsets[t]) for t in typed) == len(subsets["change"])
+
+
+def test_subsets_without_distractors_or_types_are_the_total_only():
+    from clip4idc.metrics.subsets import evaluation_subsets
+    manifest = [{"pair_id": "1", "changed": True, "change_type": None},
+                {"pair_id": "2", "changed": True, "change_type": None}]
+    assert evaluation_subsets(manifest) == {"total": ["1", "2"]}
+    with pytest.raises(ValueError, match="twice"):
+        evaluation_subsets(manifest + manifest[:1])
+
+
+@needs_java
+def test_evaluate_scores_each_subset_like_a_direct_pycocoevalcap_call(tmp_path):
+    from clip4idc.evaluate import evaluate_predictions
+    types = {"000001.png": "move", "000002.png": "drop", "000003.png": "color", "000004.png": "add",
+             "000005.png": "material"}
+    manifest = [{"pair_id": i, "changed": not i.endswith("_n"), "change_type": types.get(i)} for i in REFERENCES]
+    write_json(tmp_path / "pred.json", PREDICTIONS)
+    write_json(tmp_path / "refs.json", REFERENCES)
+    result = evaluate_predictions(tmp_path / "pred.json", tmp_path / "refs.json", tmp_path / "m.json",
+                                  variant="adapt", seed=1, split="test", manifest=manifest)
+    assert result["metrics"] == pytest.approx(_direct_pycocoevalcap(PREDICTIONS, REFERENCES), abs=1e-12)
+    change = [i for i in REFERENCES if not i.endswith("_n")]
+    no_change = [i for i in REFERENCES if i.endswith("_n")]
+    assert set(result["subsets"]) == {"change", "no-change", *types.values()}
+    for name, ids in [("change", change), ("no-change", no_change), ("move", ["000001.png"])]:
+        sub = result["subsets"][name]
+        assert sub["n_pairs"] == len(ids)
+        direct = _direct_pycocoevalcap({i: PREDICTIONS[i] for i in ids}, {i: REFERENCES[i] for i in ids})
+        assert sub["metrics"] == pytest.approx(direct, abs=1e-12), name
+    # A subset is a corpus of its own: its CIDEr is not the total's.
+    assert result["subsets"]["change"]["metrics"]["CIDEr"] != pytest.approx(result["metrics"]["CIDEr"])

@@ -194,10 +194,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         from .predict import constant_baseline
         constant_baseline(args.data, cfg.decode.split, args.out)
     elif args.stage == "evaluate":
+        from .data.dataset import Prepared
         from .evaluate import evaluate_predictions
         split = cfg.decode.split  # score exactly the split that was decoded
         evaluate_predictions(args.predictions, Path(args.data) / "references" / f"{split}.json", args.out,
-                             variant=args.variant, seed=args.seed, split=split)
+                             variant=args.variant, seed=args.seed, split=split,
+                             manifest=Prepared(args.data).manifest(split))
     elif args.stage == "report":
         from .report.build import build_report
         build_report(cfg, args.metrics_dir, args.tables, args.plots)

@@ -5,13 +5,30 @@ from pathlib import Path
 
 from .io import read_json, write_json
 from .metrics.caption import CaptionScorer
+from .metrics.subsets import TOTAL, evaluation_subsets
 
 
 def evaluate_predictions(predictions: str | Path, references: str | Path, out: str | Path, *,
-                         variant: str, seed: int | None, split: str) -> dict:
+                         variant: str, seed: int | None, split: str, manifest: list[dict] | None = None) -> dict:
+    """`metrics`: the whole split (CLEVR-Change's Total); with the split's `manifest`, also
+    `subsets`: change-only, no-change-only and per change type where the data has them, each
+    scored on its own by the same scorer."""
     preds, refs = read_json(predictions), read_json(references)
+    subsets = evaluation_subsets(manifest) if manifest is not None else {TOTAL: list(refs)}
+    if set(subsets[TOTAL]) != set(refs):
+        raise ValueError(f"{references} and the split's manifest list different pairs "
+                         f"({len(refs)} against {len(subsets[TOTAL])}): re-run prepare")
     with CaptionScorer() as scorer:
         metrics = scorer.score(preds, refs, pred_name=str(predictions), ref_name=str(references))
-    result = {"variant": variant, "seed": seed, "split": split, "n_pairs": len(refs), "metrics": metrics}
+        scored = {}
+        for name, ids in subsets.items():
+            if name == TOTAL:
+                continue
+            # The total was scored first, so every id has a prediction.
+            scored[name] = {"n_pairs": len(ids),
+                            "metrics": scorer.score({i: preds[i] for i in ids}, {i: refs[i] for i in ids},
+                                                    pred_name=str(predictions), ref_name=f"{references} ({name})")}
+    result = {"variant": variant, "seed": seed, "split": split, "n_pairs": len(refs), "metrics": metrics,
+              "subsets": scored}
     write_json(out, result)
     return result
