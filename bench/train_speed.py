@@ -38,15 +38,12 @@ import torch
 from machine import busy_cores, warn_if_busy  # bench/machine.py (the script's folder is on sys.path)
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from clip4idc.models.build import create_clip
-from clip4idc.models.idc import AdaptModel
 from clip4idc.params import load
 from clip4idc.text import CaptionTokenizer
-from clip4idc.train.adapt import adapt_loss, is_clip_param
-from clip4idc.train.common import freeze, set_threads
-from clip4idc.train.finetune import build_caption_model, finetune_loss, lr_scale
+from clip4idc.train.adapt import adapt_loss, adapt_model, adapt_optimizer, clamp_logit_scale
+from clip4idc.train.common import set_threads
+from clip4idc.train.finetune import build_caption_model, finetune_loss, finetune_optimizer
 from clip4idc.train.loop import Processes, autocast
-from clip4idc.train.optim import build_optimizer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BATCH = {"tiny": 64, "paper": 8}
@@ -125,22 +122,15 @@ class Stage:
         texts, roles = captions(batch, finetune=name == "finetune")
         if name == "adapt":
             cfg = params.adapt
-            self.model = AdaptModel(create_clip(m.arch, None), m.intra_layers).to(dev)
-            freeze(self.model, cfg.freeze)
-            self.opt = build_optimizer(self.model, cfg.optim, t_total=T_TOTAL,
-                                       lr_scale=lambda n: cfg.optim.coef_lr if is_clip_param(n) else 1.0)
+            self.model = adapt_model(m, cfg, None).to(dev)
+            self.opt = adapt_optimizer(self.model, cfg, T_TOTAL)
             self.loss = lambda model, b: adapt_loss(model, b, tokenizer, procs)
-            clip = self.model.clip
-
-            def after_step() -> None:
-                with torch.no_grad():
-                    clip.logit_scale.clamp_(max=cfg.max_logit_scale)
-            self.after_step = after_step
+            self.after_step = lambda: clamp_logit_scale(self.model, cfg)
             self.tokens = int((tokenizer.retrieval(texts) != 0).sum())
         else:
             cfg = params.finetune
             self.model = build_caption_model("no-adapt", m, None).to(dev)
-            self.opt = build_optimizer(self.model, cfg.optim, t_total=T_TOTAL, lr_scale=lambda n: lr_scale(n, cfg))
+            self.opt = finetune_optimizer(self.model, cfg, T_TOTAL)
             self.loss = lambda model, b: finetune_loss(model, b, tokenizer, procs)
             self.after_step = None
             self.tokens = int(tokenizer.training(texts)["target_mask"].sum())

@@ -13,14 +13,10 @@ import pytest
 import torch
 
 from clip4idc import params as params_mod
-from clip4idc.models.build import create_clip
-from clip4idc.models.idc import AdaptModel
 from clip4idc.text import CaptionTokenizer
-from clip4idc.train.adapt import adapt_loss, is_clip_param
-from clip4idc.train.common import freeze
-from clip4idc.train.finetune import build_caption_model, finetune_loss, lr_scale
+from clip4idc.train.adapt import adapt_loss, adapt_model, adapt_optimizer
+from clip4idc.train.finetune import build_caption_model, finetune_loss, finetune_optimizer
 from clip4idc.train.loop import Processes
-from clip4idc.train.optim import build_optimizer
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -48,11 +44,11 @@ def _step(model, loss, opt, max_grad_norm):
 def test_one_adaptation_step_at_paper_scale(paper):
     torch.manual_seed(0)
     assert paper.model.arch == "ViT-B-32-quickgelu" and paper.prepare.image_size == 224
-    model = AdaptModel(create_clip(paper.model.arch, None), paper.model.intra_layers)
-    frozen = set(freeze(model, paper.adapt.freeze))
+    model = adapt_model(paper.model, paper.adapt, None)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and all(n.startswith(paper.adapt.freeze) for n in frozen)
     # The authors' warmup gives step 0 a learning rate of 0: take the optimiser one step in.
-    opt = build_optimizer(model, paper.adapt.optim, t_total=20,
-                          lr_scale=lambda n: paper.adapt.optim.coef_lr if is_clip_param(n) else 1.0)
+    opt = adapt_optimizer(model, paper.adapt, t_total=20)
     for group in opt.param_groups:
         for p in group["params"]:
             opt.state[p].update(step=5, next_m=torch.zeros_like(p), next_v=torch.zeros_like(p))
@@ -72,7 +68,7 @@ def test_one_adaptation_step_at_paper_scale(paper):
 def test_one_finetuning_step_at_paper_scale(paper):
     torch.manual_seed(0)
     model = build_caption_model("no-adapt", paper.model, None)
-    opt = build_optimizer(model, paper.finetune.optim, t_total=20, lr_scale=lambda n: lr_scale(n, paper.finetune))
+    opt = finetune_optimizer(model, paper.finetune, t_total=20)
     for group in opt.param_groups:
         for p in group["params"]:
             opt.state[p].update(step=5, next_m=torch.zeros_like(p), next_v=torch.zeros_like(p))

@@ -24,12 +24,31 @@ from ..text import CaptionTokenizer
 from .common import freeze, save_checkpoint, seed_everything, set_threads
 from .loop import Evaluation, GlobalBatches, Processes, Resume, fingerprint, fit, gather, processes
 from .losses import symmetric_infonce
-from .optim import build_optimizer
+from .optim import BertAdam, build_optimizer
 
 
 def is_clip_param(name: str) -> bool:
     """Pretrained CLIP weights learn at lr * coef_lr; the four new pair parameters at lr."""
     return name.startswith("clip.")
+
+
+def adapt_model(model_cfg: ModelParams, cfg: AdaptParams, clip_weights: str | None) -> AdaptModel:
+    """The stage-1 model on CLIP (`clip_weights`: a file, or None for random weights), with the
+    authors' frozen parameters (`cfg.freeze`) frozen."""
+    model = AdaptModel(create_clip(model_cfg.arch, clip_weights), model_cfg.intra_layers)
+    freeze(model, cfg.freeze)
+    return model
+
+
+def adapt_optimizer(model: AdaptModel, cfg: AdaptParams, t_total: int) -> BertAdam:
+    return build_optimizer(model, cfg.optim, t_total=t_total,
+                           lr_scale=lambda name: cfg.optim.coef_lr if is_clip_param(name) else 1.0)
+
+
+def clamp_logit_scale(model: AdaptModel, cfg: AdaptParams) -> None:
+    """After every step, as the authors: the log temperature stays at most ln 100."""
+    with torch.no_grad():
+        model.clip.logit_scale.clamp_(max=cfg.max_logit_scale)
 
 
 def adapt_loss(model: nn.Module, batch: dict, tokenizer: CaptionTokenizer, procs: Processes) -> torch.Tensor:
@@ -45,55 +64,44 @@ def adapt(prepared_dir: str | Path, clip_weights: str, out_checkpoint: str | Pat
           threads: int | None = None, progress: bool = True) -> dict | None:
     """→ the test retrieval metrics (None on all but the first of several processes)."""
     with processes() as procs:
-        return _adapt(prepared_dir, clip_weights, out_checkpoint, out_metrics, out_history, model_cfg=model_cfg,
-                      cfg=cfg, checkpoint_every=checkpoint_every, threads=threads, progress=progress, procs=procs)
+        set_threads(threads)
+        seed_everything(cfg.seed)
+        dev = procs.device
+        prepared = Prepared(prepared_dir)
+        tokenizer = CaptionTokenizer(model_cfg.arch, model_cfg.max_tokens)
 
+        model = adapt_model(model_cfg, cfg, clip_weights).to(dev)
+        train_set = AdaptDataset(prepared, "train", distractor_swap_p=cfg.distractor_swap_p, seed=cfg.seed)
+        batches = GlobalBatches(len(train_set), cfg.batch_size, cfg.seed, procs, stage="adapt")
+        opt = adapt_optimizer(model, cfg, t_total=cfg.epochs * batches.steps_per_epoch)
+        resume = Resume(out_checkpoint, fingerprint(stage="adapt", model=model_cfg.model_dump(mode="json"),
+                                                    adapt=cfg.model_dump(mode="json"), world=procs.world,
+                                                    inputs=[prepared_dir, clip_weights]), procs)
 
-def _adapt(prepared_dir, clip_weights, out_checkpoint, out_metrics, out_history, *, model_cfg: ModelParams,
-           cfg: AdaptParams, checkpoint_every: int, threads: int | None, progress: bool, procs: Processes):
-    set_threads(threads)
-    seed_everything(cfg.seed)
-    dev = procs.device
-    prepared = Prepared(prepared_dir)
-    tokenizer = CaptionTokenizer(model_cfg.arch, model_cfg.max_tokens)
+        def evaluate(m: AdaptModel) -> Evaluation:
+            val = evaluate_retrieval(m, prepared, cfg.select_split, tokenizer, cfg.batch_size, dev)
+            return Evaluation(score=val["t2p"]["R@1"], record={cfg.select_split: val},
+                              line=f"{cfg.select_split} T-IP R@1 {val['t2p']['R@1']:.2f}, "
+                                   f"IP-T R@1 {val['p2t']['R@1']:.2f}")
 
-    model = AdaptModel(create_clip(model_cfg.arch, clip_weights), model_cfg.intra_layers).to(dev)
-    freeze(model, cfg.freeze)
-    train_set = AdaptDataset(prepared, "train", distractor_swap_p=cfg.distractor_swap_p, seed=cfg.seed)
-    batches = GlobalBatches(len(train_set), cfg.batch_size, cfg.seed, procs)
-    opt = build_optimizer(model, cfg.optim, t_total=cfg.epochs * batches.steps_per_epoch,
-                          lr_scale=lambda name: cfg.optim.coef_lr if is_clip_param(name) else 1.0)
-    resume = Resume(out_checkpoint, fingerprint(stage="adapt", model=model_cfg.model_dump(mode="json"),
-                                                adapt=cfg.model_dump(mode="json"), world=procs.world,
-                                                inputs=[prepared_dir, clip_weights]), procs)
-
-    def evaluate(m: AdaptModel) -> Evaluation:
-        val = evaluate_retrieval(m, prepared, cfg.select_split, tokenizer, cfg.batch_size, dev)
-        return Evaluation(score=val["t2p"]["R@1"], record={cfg.select_split: val},
-                          line=f"{cfg.select_split} T-IP R@1 {val['t2p']['R@1']:.2f}, IP-T R@1 {val['p2t']['R@1']:.2f}")
-
-    def clamp_logit_scale() -> None:
-        with torch.no_grad():  # the authors clamp the log temperature after every step
-            model.clip.logit_scale.clamp_(max=cfg.max_logit_scale)
-
-    best_state, state = fit(
-        model=model, optimizer=opt, dataset=train_set, batches=batches,
-        loss=lambda m, batch: adapt_loss(m, batch, tokenizer, procs), evaluate=evaluate, epochs=cfg.epochs,
-        patience=None, max_grad_norm=cfg.optim.max_grad_norm, amp=cfg.amp, resume=resume,
-        checkpoint_every=checkpoint_every, procs=procs, desc="adapt", progress=progress,
-        after_step=clamp_logit_scale)
-    if not procs.main:
-        return None
-    model.load_state_dict(best_state)
-    test = evaluate_retrieval(model, prepared, "test", tokenizer, cfg.batch_size, dev)
-    save_checkpoint(out_checkpoint, {
-        "kind": "adapt", "state_dict": best_state, "epoch": state.best_epoch,
-        "model": model_cfg.model_dump(mode="json"), "adapt": cfg.model_dump(mode="json"),
-    })
-    write_json(out_metrics, {"split": "test", "selected_on": cfg.select_split, "epoch": state.best_epoch, **test})
-    write_json(out_history, {"selected_epoch": state.best_epoch, "history": state.history})
-    resume.clear()
-    return test
+        best_state, state = fit(
+            model=model, optimizer=opt, dataset=train_set, batches=batches,
+            loss=lambda m, batch: adapt_loss(m, batch, tokenizer, procs), evaluate=evaluate, epochs=cfg.epochs,
+            patience=None, max_grad_norm=cfg.optim.max_grad_norm, amp=cfg.amp, resume=resume,
+            checkpoint_every=checkpoint_every, procs=procs, desc="adapt", progress=progress,
+            after_step=lambda: clamp_logit_scale(model, cfg))
+        if not procs.main:
+            return None
+        model.load_state_dict(best_state)
+        test = evaluate_retrieval(model, prepared, "test", tokenizer, cfg.batch_size, dev)
+        save_checkpoint(out_checkpoint, {
+            "kind": "adapt", "state_dict": best_state, "epoch": state.best_epoch,
+            "model": model_cfg.model_dump(mode="json"), "adapt": cfg.model_dump(mode="json"),
+        })
+        write_json(out_metrics, {"split": "test", "selected_on": cfg.select_split, "epoch": state.best_epoch, **test})
+        write_json(out_history, {"selected_epoch": state.best_epoch, "history": state.history})
+        resume.clear()
+        return test
 
 
 @torch.no_grad()

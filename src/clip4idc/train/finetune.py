@@ -28,7 +28,7 @@ from ..text import CaptionTokenizer
 from .common import load_checkpoint, save_checkpoint, seed_everything, set_threads
 from .loop import Evaluation, GlobalBatches, Processes, Resume, fingerprint, fit, processes, sum_over_processes
 from .losses import token_loss
-from .optim import build_optimizer
+from .optim import BertAdam, build_optimizer
 
 # The captioner's word and position embeddings are CLIP's own, tied (the LM head's output
 # weight is the word embedding).
@@ -82,6 +82,10 @@ def load_caption_model(checkpoint: str | Path) -> tuple[CaptionModel, dict]:
     return model.eval(), ckpt
 
 
+def finetune_optimizer(model: CaptionModel, cfg: FinetuneParams, t_total: int) -> BertAdam:
+    return build_optimizer(model, cfg.optim, t_total=t_total, lr_scale=lambda name: lr_scale(name, cfg))
+
+
 def finetune_loss(model: nn.Module, batch: dict, tokenizer: CaptionTokenizer, procs: Processes) -> torch.Tensor:
     """Token cross-entropy, the change and no-change losses (roles 0 and 1) summed.
 
@@ -94,8 +98,6 @@ def finetune_loss(model: nn.Module, batch: dict, tokenizer: CaptionTokenizer, pr
     # Logits at real target tokens only: the same loss as caption_loss, half the head's cost.
     logits = model(batch["before"].to(dev), batch["after"].to(dev), tok["input_ids"].to(dev), positions=real)
     role = batch["role"].to(dev)[:, None].expand_as(real)[real]
-    if procs.world == 1:
-        return token_loss(logits, tok["target_ids"].to(dev)[real], role)
     share = token_loss(logits, tok["target_ids"].to(dev)[real], role, n_roles=2,
                        total=lambda count: sum_over_processes(count, procs))
     return share * procs.world
@@ -107,54 +109,46 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
              progress: bool = True) -> dict | None:
     """→ the training summary (None on all but the first of several processes)."""
     with processes() as procs:
-        return _finetune(prepared_dir, variant, seed, clip_weights, adapt_checkpoint, out_checkpoint, out_history,
-                         model_cfg=model_cfg, cfg=cfg, checkpoint_every=checkpoint_every, threads=threads,
-                         progress=progress, procs=procs)
+        set_threads(threads)
+        seed_everything(seed)
+        dev = procs.device
+        prepared = Prepared(prepared_dir)
+        tokenizer = CaptionTokenizer(model_cfg.arch, model_cfg.max_tokens)
+        model = build_caption_model(variant, model_cfg, clip_weights, adapt_checkpoint).to(dev)
 
+        train_set = CaptionDataset(prepared, "train", seed=seed)
+        batches = GlobalBatches(len(train_set), cfg.batch_size, seed, procs, stage="finetune")
+        opt = finetune_optimizer(model, cfg, t_total=cfg.epochs * batches.steps_per_epoch)
+        resume = Resume(out_checkpoint, fingerprint(stage="finetune", variant=variant, seed=seed,
+                                                    model=model_cfg.model_dump(mode="json"),
+                                                    finetune=cfg.model_dump(mode="json"), world=procs.world,
+                                                    inputs=[prepared_dir, clip_weights, adapt_checkpoint]), procs)
+        select = DataLoader(PairDataset(prepared, cfg.select_split), batch_size=cfg.eval_batch_size, collate_fn=collate)
+        references = prepared.references(cfg.select_split)
 
-def _finetune(prepared_dir, variant, seed, clip_weights, adapt_checkpoint, out_checkpoint, out_history, *,
-              model_cfg: ModelParams, cfg: FinetuneParams, checkpoint_every: int, threads: int | None,
-              progress: bool, procs: Processes):
-    set_threads(threads)
-    seed_everything(seed)
-    dev = procs.device
-    prepared = Prepared(prepared_dir)
-    tokenizer = CaptionTokenizer(model_cfg.arch, model_cfg.max_tokens)
-    model = build_caption_model(variant, model_cfg, clip_weights, adapt_checkpoint).to(dev)
+        with CaptionScorer() if procs.main else contextlib.nullcontext() as scorer:
+            def evaluate(m: CaptionModel) -> Evaluation:
+                # fp32, as the decode stage: the selected epoch is the one whose captions are best.
+                scores = scorer.score(decode_dataset(m, select, tokenizer, cfg.select_max_len, progress=False),
+                                      references)
+                return Evaluation(score=scores[cfg.select_metric], record={cfg.select_split: scores},
+                                  line=f"{cfg.select_split} {cfg.select_metric} {scores[cfg.select_metric]:.4f}")
 
-    train_set = CaptionDataset(prepared, "train", seed=seed)
-    batches = GlobalBatches(len(train_set), cfg.batch_size, seed, procs)
-    opt = build_optimizer(model, cfg.optim, t_total=cfg.epochs * batches.steps_per_epoch,
-                          lr_scale=lambda n: lr_scale(n, cfg))
-    resume = Resume(out_checkpoint, fingerprint(stage="finetune", variant=variant, seed=seed,
-                                                model=model_cfg.model_dump(mode="json"),
-                                                finetune=cfg.model_dump(mode="json"), world=procs.world,
-                                                inputs=[prepared_dir, clip_weights, adapt_checkpoint]), procs)
-    select = DataLoader(PairDataset(prepared, cfg.select_split), batch_size=cfg.eval_batch_size, collate_fn=collate)
-    references = prepared.references(cfg.select_split)
+            best_state, state = fit(
+                model=model, optimizer=opt, dataset=train_set, batches=batches,
+                loss=lambda m, batch: finetune_loss(m, batch, tokenizer, procs), evaluate=evaluate, epochs=cfg.epochs,
+                patience=cfg.patience, max_grad_norm=cfg.optim.max_grad_norm, amp=cfg.amp, resume=resume,
+                checkpoint_every=checkpoint_every, procs=procs, desc=f"finetune {variant} seed {seed}",
+                progress=progress)
+        if not procs.main:
+            return None
+        save_checkpoint(out_checkpoint, {
+            "kind": "finetune", "variant": variant, "seed": seed, "state_dict": best_state, "epoch": state.best_epoch,
+            "model": model_cfg.model_dump(mode="json"), "finetune": cfg.model_dump(mode="json"),
+        })
+        summary = {"variant": variant, "seed": seed, "selected_on": cfg.select_split,
+                   "select_metric": cfg.select_metric, "selected_epoch": state.best_epoch, "history": state.history}
+        write_json(out_history, summary)
+        resume.clear()
+        return summary
 
-    with CaptionScorer() if procs.main else contextlib.nullcontext() as scorer:
-        def evaluate(m: CaptionModel) -> Evaluation:
-            # fp32, as the decode stage: the selected epoch is the one whose captions are best.
-            scores = scorer.score(decode_dataset(m, select, tokenizer, cfg.select_max_len, progress=False),
-                                  references)
-            return Evaluation(score=scores[cfg.select_metric], record={cfg.select_split: scores},
-                              line=f"{cfg.select_split} {cfg.select_metric} {scores[cfg.select_metric]:.4f}")
-
-        best_state, state = fit(
-            model=model, optimizer=opt, dataset=train_set, batches=batches,
-            loss=lambda m, batch: finetune_loss(m, batch, tokenizer, procs), evaluate=evaluate, epochs=cfg.epochs,
-            patience=cfg.patience, max_grad_norm=cfg.optim.max_grad_norm, amp=cfg.amp, resume=resume,
-            checkpoint_every=checkpoint_every, procs=procs, desc=f"finetune {variant} seed {seed}",
-            progress=progress)
-    if not procs.main:
-        return None
-    save_checkpoint(out_checkpoint, {
-        "kind": "finetune", "variant": variant, "seed": seed, "state_dict": best_state, "epoch": state.best_epoch,
-        "model": model_cfg.model_dump(mode="json"), "finetune": cfg.model_dump(mode="json"),
-    })
-    summary = {"variant": variant, "seed": seed, "selected_on": cfg.select_split,
-               "select_metric": cfg.select_metric, "selected_epoch": state.best_epoch, "history": state.history}
-    write_json(out_history, summary)
-    resume.clear()
-    return summary

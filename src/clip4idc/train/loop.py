@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from ..data.dataset import collate
+from ..params import ParamsError
 from .common import load_checkpoint, save_checkpoint
 
 
@@ -121,9 +122,8 @@ def sum_over_processes(t: torch.Tensor, procs: Processes) -> torch.Tensor:
 def mean_over_processes(value: float, procs: Processes) -> float:
     if procs.world == 1:
         return value
-    t = torch.tensor([value], dtype=torch.float64, device=procs.device)
-    dist.all_reduce(t)
-    return t.item() / procs.world
+    total = sum_over_processes(torch.tensor([value], dtype=torch.float64, device=procs.device), procs)
+    return total.item() / procs.world
 
 
 def from_main(obj: Any, procs: Processes) -> Any:
@@ -150,11 +150,13 @@ class GlobalBatches(Sampler[list[int]]):
     """Per epoch: a permutation seeded by (seed, epoch), cut into global batches of `batch_size`
     (the last partial batch dropped); yields this process's contiguous slice of each."""
 
-    def __init__(self, n_items: int, batch_size: int, seed: int, procs: Processes):
+    def __init__(self, n_items: int, batch_size: int, seed: int, procs: Processes, stage: str = "training"):
         if batch_size % procs.world:
-            raise ValueError(f"the global batch of {batch_size} does not split evenly over {procs.world} processes")
+            raise ParamsError(f"{stage}: the global batch of {batch_size} ({stage}.batch_size) does not split "
+                             f"evenly over {procs.world} processes (execution.resources.{stage}.gpus)")
         if n_items < batch_size:
-            raise ValueError(f"{n_items} training items is fewer than one batch of {batch_size}")
+            raise ParamsError(f"{stage}: {n_items} training items is fewer than one batch of {batch_size} "
+                             f"({stage}.batch_size)")
         self.n_items, self.batch_size, self.seed, self.procs = n_items, batch_size, seed, procs
         self.epoch, self.start = 0, 0
 
@@ -163,12 +165,12 @@ class GlobalBatches(Sampler[list[int]]):
         self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
-        return self.n_items // self.batch_size - self.start
+        return self.steps_per_epoch - self.start
 
     def __iter__(self) -> Iterator[list[int]]:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n_items)
         local = self.batch_size // self.procs.world
-        for step in range(self.start, self.n_items // self.batch_size):
+        for step in range(self.start, self.steps_per_epoch):
             batch = order[step * self.batch_size:(step + 1) * self.batch_size]
             yield batch[self.procs.rank * local:(self.procs.rank + 1) * local].tolist()
 
@@ -295,7 +297,7 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset,
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        state, best_state = LoopState(**ckpt["loop"]), ckpt["best_state"]
+        state, best_state = LoopState(**ckpt["loop"]), ckpt["best_state"] if procs.main else None
         _set_rng_state(ckpt["rng"][procs.rank])
         if procs.main:
             print(f"{desc}: resuming from {resume.path} at epoch {state.epoch + 1}, step {state.step} "
@@ -337,9 +339,11 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset,
             print(f"{desc} epoch {state.epoch + 1}: loss {state.history[-1]['loss']:.4f}, {result.line}", flush=True)
         if result.score > state.best:
             state.best, state.best_epoch, state.stale = result.score, state.epoch + 1, 0
-            # deepcopy keeps tensors that share storage shared (a tower reachable under two names,
-            # the tied LM head), so checkpoints hold them once.
-            best_state = copy.deepcopy(model.state_dict())
+            # Kept by the first process only, which writes every checkpoint. deepcopy keeps tensors
+            # that share storage shared (a tower reachable under two names, the tied LM head), so
+            # checkpoints hold them once.
+            if procs.main:
+                best_state = copy.deepcopy(model.state_dict())
         else:
             state.stale += 1
             state.stopped = patience is not None and state.stale >= patience
