@@ -25,7 +25,7 @@ def metric_files(metrics_dir: str | Path, seeds: Sequence[int]) -> dict[str, Pat
     if missing:
         raise FileNotFoundError(f"report: {len(missing)} metric file(s) missing: {missing}. Under DVC, a profile "
                                 f"that changes finetune.seeds or datasets needs them set at the top level of "
-                                f"params.yaml too (README: Profiles)")
+                                f"params.yaml too (README: 'Parameters and profiles')")
     return files
 
 
