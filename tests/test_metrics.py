@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from clip4idc.io import write_json
 from clip4idc.metrics.caption import (METRIC_KEYS, CaptionScorer, most_frequent_caption,
-                                      score_files)
+                                      score_files, spice_jars, spice_unavailable)
 from clip4idc.metrics.retrieval import (pair_to_text_ranks, retrieval_metrics,
                                         text_to_pair_ranks)
 
@@ -276,3 +277,38 @@ def test_evaluate_scores_each_subset_like_a_direct_pycocoevalcap_call(tmp_path):
         assert sub["metrics"] == pytest.approx(direct, abs=1e-12), name
     # A subset is a corpus of its own: its CIDEr is not the total's.
     assert result["subsets"]["change"]["metrics"]["CIDEr"] != pytest.approx(result["metrics"]["CIDEr"])
+
+
+needs_no_corenlp = pytest.mark.skipif(spice_unavailable() is None,
+                                      reason="Stanford CoreNLP is installed here: SPICE would run")
+
+
+def test_spice_looks_for_corenlp_where_pycocoevalcap_spice_does():
+    import pycocoevalcap.spice.spice as spice_module
+    lib = Path(spice_module.__file__).parent / "lib"
+    assert [Path(p) for p in spice_jars()] == [lib / "stanford-corenlp-3.6.0.jar",
+                                                lib / "stanford-corenlp-3.6.0-models.jar"]
+
+
+@needs_no_corenlp
+def test_a_scorer_asked_for_spice_it_cannot_run_refuses_without_downloading():
+    with pytest.raises(RuntimeError, match=r"SPICE was asked for.*stanford-corenlp-3\.6\.0\.jar"):
+        CaptionScorer(spice=True)
+
+
+@needs_java
+@needs_no_corenlp
+def test_evaluate_skips_spice_with_a_plain_message_and_records_why(tmp_path, capsys):
+    from clip4idc.evaluate import evaluate_predictions
+    write_json(tmp_path / "pred.json", PREDICTIONS)
+    write_json(tmp_path / "refs.json", REFERENCES)
+    with_spice = evaluate_predictions(tmp_path / "pred.json", tmp_path / "refs.json", tmp_path / "a.json",
+                                      variant="adapt", seed=1, split="test", spice=True)
+    out = capsys.readouterr().out
+    assert "SPICE skipped: Stanford CoreNLP 3.6.0 is not installed" in out
+    assert "stanford-corenlp-3.6.0-models.jar" in with_spice["skipped"]["SPICE"]
+    assert "SPICE" not in with_spice["metrics"]
+    without = evaluate_predictions(tmp_path / "pred.json", tmp_path / "refs.json", tmp_path / "b.json",
+                                   variant="adapt", seed=1, split="test")
+    assert without["skipped"] == {} and without["metrics"] == with_spice["metrics"]
+    assert "SPICE" not in capsys.readouterr().out

@@ -4,21 +4,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from .io import read_json, write_json
-from .metrics.caption import CaptionScorer
+from .metrics.caption import SPICE, CaptionScorer, spice_unavailable
 from .metrics.subsets import TOTAL, evaluation_subsets
 
 
 def evaluate_predictions(predictions: str | Path, references: str | Path, out: str | Path, *,
-                         variant: str, seed: int | None, split: str, manifest: list[dict] | None = None) -> dict:
+                         variant: str, seed: int | None, split: str, manifest: list[dict] | None = None,
+                         spice: bool = False) -> dict:
     """`metrics`: the whole split (CLEVR-Change's Total); with the split's `manifest`, also
     `subsets`: change-only, no-change-only and per change type where the data has them, each
-    scored on its own by the same scorer."""
+    scored on its own by the same scorer. `spice`: SPICE too where CoreNLP is installed; where it
+    is not, a message says so and `skipped` records why (the file is complete without it)."""
     preds, refs = read_json(predictions), read_json(references)
     subsets = evaluation_subsets(manifest) if manifest is not None else {TOTAL: list(refs)}
     if set(subsets[TOTAL]) != set(refs):
         raise ValueError(f"{references} and the split's manifest list different pairs "
                          f"({len(refs)} against {len(subsets[TOTAL])}): re-run prepare")
-    with CaptionScorer() as scorer:
+    skipped = {}
+    if spice and (reason := spice_unavailable()) is not None:
+        print(f"evaluate: SPICE skipped: {reason}", flush=True)
+        skipped[SPICE], spice = reason, False
+    with CaptionScorer(spice=spice) as scorer:
         metrics = scorer.score(preds, refs, pred_name=str(predictions), ref_name=str(references))
         scored = {}
         for name, ids in subsets.items():
@@ -29,6 +35,6 @@ def evaluate_predictions(predictions: str | Path, references: str | Path, out: s
                             "metrics": scorer.score({i: preds[i] for i in ids}, {i: refs[i] for i in ids},
                                                     pred_name=str(predictions), ref_name=f"{references} ({name})")}
     result = {"variant": variant, "seed": seed, "split": split, "n_pairs": len(refs), "metrics": metrics,
-              "subsets": scored}
+              "subsets": scored, "skipped": skipped}
     write_json(out, result)
     return result

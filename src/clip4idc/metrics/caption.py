@@ -2,8 +2,10 @@
 
 BLEU-1..4, METEOR, ROUGE-L and CIDEr (pycocoevalcap's `Cider` is CIDEr-D) on captions tokenised
 by pycocoevalcap's Java PTB tokenizer, every reference of a pair used. Values are pycocoevalcap's
-raw ones (0-1 scale, CIDEr up to 10); tables multiply by 100. SPICE is not computed (the authors
-do not report it and it needs Stanford CoreNLP models downloaded on first use).
+raw ones (0-1 scale, CIDEr up to 10); tables multiply by 100. SPICE is optional (`spice=True`):
+the authors do not report it, and it needs Stanford CoreNLP 3.6.0, whose jars pycocoevalcap
+downloads on first use from a site a pipeline cannot rely on. It is computed only where those jars
+are already installed (`spice_unavailable()` says why not), never downloaded here.
 
 Empty hypotheses are legal: a decoder may stop at once, and a caption of punctuation only
 ("...") becomes "" after PTB tokenisation anyway. The Java tokenizer keeps empty lines (it runs
@@ -14,6 +16,7 @@ unchanged: it scores 0 and, for BLEU, shortens the corpus hypothesis length (bre
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -23,11 +26,13 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
+from pycocoevalcap.spice import get_stanford_models as _spice_models
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 from ..io import read_json
 
 METRIC_KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+SPICE = "SPICE"  # an extra key of a scorer made with spice=True, where CoreNLP is installed
 
 # The Java tokenizer reads one caption per line. pycocoevalcap replaces "\n" only; any other
 # line break Java honours would shift every later caption onto the wrong pair id.
@@ -59,17 +64,40 @@ class _Meteor(Meteor):
         self.close()
 
 
+def spice_jars() -> list[str]:
+    """The Stanford CoreNLP jars SPICE needs, where pycocoevalcap looks for them."""
+    jar = os.path.join(_spice_models.SPICEDIR, _spice_models.SPICELIB, _spice_models.JAR)
+    return [f"{jar}.jar", f"{jar}-models.jar"]
+
+
+def spice_unavailable() -> str | None:
+    """Why SPICE cannot run on this machine, or None when it can."""
+    missing = [path for path in spice_jars() if not os.path.isfile(path)]
+    if missing:
+        return (f"Stanford CoreNLP 3.6.0 is not installed ({', '.join(missing)} missing); to score SPICE, unpack "
+                f"{_spice_models.JAR}.jar and {_spice_models.JAR}-models.jar from {_spice_models.CORENLP}.zip "
+                f"into {os.path.dirname(missing[0])}")
+    return None
+
+
 class CaptionScorer:
-    """BLEU-1..4, METEOR, ROUGE-L, CIDEr of predictions against references.
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr (and with `spice=True`, SPICE) of predictions against references.
 
     METEOR runs in a JVM that takes seconds to start, so one scorer is meant to be reused across
     calls (every validation epoch, every variant) and closed at the end: use it as a context
     manager or call `close()`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, spice: bool = False) -> None:
         self._tokenizer = PTBTokenizer()
         self._bleu, self._rouge, self._cider = Bleu(4), Rouge(), Cider()
+        self._spice = None
+        if spice:
+            reason = spice_unavailable()
+            if reason is not None:
+                raise RuntimeError(f"SPICE was asked for but cannot run: {reason}")
+            from pycocoevalcap.spice.spice import Spice
+            self._spice = Spice()  # finds the jars in place: downloads nothing
         self._meteor: _Meteor | None = None
         self._closed = False
         self._start_meteor()
@@ -127,7 +155,10 @@ class CaptionScorer:
         rouge, _ = self._rouge.compute_score(gts, res)
         cider, _ = self._cider.compute_score(gts, res)
         values = [*bleu, meteor, rouge, cider]
-        return {key: float(value) for key, value in zip(METRIC_KEYS, values)}
+        scores = {key: float(value) for key, value in zip(METRIC_KEYS, values)}
+        if self._spice is not None:
+            scores[SPICE] = float(self._spice.compute_score(gts, res)[0])
+        return scores
 
     def _tokenize(self, captions: dict[str, list[str]]) -> dict[str, list[str]]:
         tokens = self._tokenizer.tokenize(
