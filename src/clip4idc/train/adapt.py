@@ -61,8 +61,9 @@ def adapt_loss(model: nn.Module, batch: dict, tokenizer: CaptionTokenizer, procs
 
 def adapt(prepared_dir: str | Path, clip_weights: str, out_checkpoint: str | Path, out_metrics: str | Path,
           out_history: str | Path, *, model_cfg: ModelParams, cfg: AdaptParams, checkpoint_every: int = 0,
-          threads: int | None = None, progress: bool = True) -> dict | None:
-    """→ the test retrieval metrics (None on all but the first of several processes)."""
+          threads: int | None = None, progress: bool = True, live: str | Path | None = None) -> dict | None:
+    """→ the test retrieval metrics (None on all but the first of several processes). `live`: folder of the
+    per-epoch training log (dvclive's layout)."""
     with processes() as procs:
         set_threads(threads)
         seed_everything(cfg.seed)
@@ -89,7 +90,7 @@ def adapt(prepared_dir: str | Path, clip_weights: str, out_checkpoint: str | Pat
             loss=lambda m, batch: adapt_loss(m, batch, tokenizer, procs), evaluate=evaluate, epochs=cfg.epochs,
             patience=None, max_grad_norm=cfg.optim.max_grad_norm, amp=cfg.amp, resume=resume,
             checkpoint_every=checkpoint_every, procs=procs, desc="adapt", progress=progress,
-            after_step=lambda: clamp_logit_scale(model, cfg))
+            after_step=lambda: clamp_logit_scale(model, cfg), live=live)
         if not procs.main:
             return None
         model.load_state_dict(best_state)

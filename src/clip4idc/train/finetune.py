@@ -106,8 +106,9 @@ def finetune_loss(model: nn.Module, batch: dict, tokenizer: CaptionTokenizer, pr
 def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: str | None,
              adapt_checkpoint: str | Path | None, out_checkpoint: str | Path, out_history: str | Path, *,
              model_cfg: ModelParams, cfg: FinetuneParams, checkpoint_every: int = 0, threads: int | None = None,
-             progress: bool = True) -> dict | None:
-    """→ the training summary (None on all but the first of several processes)."""
+             progress: bool = True, live: str | Path | None = None) -> dict | None:
+    """→ the training summary (None on all but the first of several processes). `live`: folder of the
+    per-epoch training log (dvclive's layout)."""
     with processes() as procs:
         set_threads(threads)
         seed_everything(seed)
@@ -139,7 +140,7 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
                 loss=lambda m, batch: finetune_loss(m, batch, tokenizer, procs), evaluate=evaluate, epochs=cfg.epochs,
                 patience=cfg.patience, max_grad_norm=cfg.optim.max_grad_norm, amp=cfg.amp, resume=resume,
                 checkpoint_every=checkpoint_every, procs=procs, desc=f"finetune {variant} seed {seed}",
-                progress=progress)
+                progress=progress, live=live)
         if not procs.main:
             return None
         save_checkpoint(out_checkpoint, {

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from ..data.dataset import collate
 from ..params import ParamsError
 from .common import load_checkpoint, save_checkpoint
+from .live import write_training_log
 
 
 # ----------------------------------------------------------------------------- processes
@@ -285,11 +286,12 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset,
         loss: Callable[[nn.Module, dict], torch.Tensor], evaluate: Callable[[nn.Module], Evaluation],
         epochs: int, patience: int | None, max_grad_norm: float, amp: bool, resume: Resume,
         checkpoint_every: int, procs: Processes, desc: str, progress: bool,
-        after_step: Callable[[], None] | None = None) -> tuple[dict, LoopState]:
+        after_step: Callable[[], None] | None = None, live: str | Path | None = None) -> tuple[dict, LoopState]:
     """Train for `epochs` (or until `patience` epochs bring no better score); → (best state dict, state).
 
     `loss(model, batch)` runs the forward pass (the DDP-wrapped model under torchrun) and returns
     the loss; `evaluate(model)` scores the unwrapped model after each epoch (first process only).
+    `live`: a folder for the per-epoch training log (dvclive's layout, see live.py).
     """
     dev = procs.device
     state, best_state = LoopState(), None
@@ -302,6 +304,8 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset,
         if procs.main:
             print(f"{desc}: resuming from {resume.path} at epoch {state.epoch + 1}, step {state.step} "
                   f"of {batches.steps_per_epoch}", flush=True)
+    if live is not None and procs.main:
+        write_training_log(live, state.history)  # empty, or the resumed epochs: never a stale run's
     trained = model
     if procs.world > 1:
         trained = nn.parallel.DistributedDataParallel(
@@ -337,6 +341,8 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset,
         state.history.append({"epoch": state.epoch + 1, "loss": float(np.mean(state.losses)), **result.record})
         if procs.main:
             print(f"{desc} epoch {state.epoch + 1}: loss {state.history[-1]['loss']:.4f}, {result.line}", flush=True)
+            if live is not None:
+                write_training_log(live, state.history)
         if result.score > state.best:
             state.best, state.best_epoch, state.stale = result.score, state.epoch + 1, 0
             # Kept by the first process only, which writes every checkpoint. deepcopy keeps tensors
