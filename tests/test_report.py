@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from statistics import mean, stdev
 
 import pytest
 from PIL import Image
@@ -13,7 +14,11 @@ from clip4idc.metrics.caption import METRIC_KEYS
 from clip4idc.report import BASELINE_LABEL, VARIANT_LABELS
 from clip4idc.report.plots import ablation_plot
 from clip4idc.report.published import CAPTIONING, RETRIEVAL, SEED_SPREAD
-from clip4idc.report.tables import (load_metric_files, load_metric_runs, write_tables)
+from clip4idc.report.stats import paired_test
+from provenance import allowed_decimals, printed_decimals
+from clip4idc.report.latex import PREAMBLE, document
+from clip4idc.report.tables import (HEADER, MAIN_METRICS, ablation_overview, dataset_tables, load_metric_files,
+                                    load_metric_runs, write_tables)
 
 # Chosen so the best variant differs by column, and two variants tie on ROUGE-L once rounded.
 FAKE = {
@@ -245,11 +250,40 @@ def test_other_published_datasets(tmp_path):
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
 def test_tables_compile(tmp_path, files):
     write_default(tmp_path, files)
-    doc = tmp_path / "doc.tex"
-    doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}"
-                   "\\input{results/tables.tex}\\end{document}\n")
-    subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
-                   cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    compile_and_check(tmp_path, "results/tables.tex")
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_every_new_table_compiles_and_fits_the_page(tmp_path):
+    runs, baseline = seeded_runs()
+    lines = ablation_overview({k: runs for k in ("a", "b", "c")},
+                              {"a": "CLEVR-Change", "b": "Spot-the-Diff", "c": "Image-Editing-Request"})
+    lines += dataset_tables(variants=runs, baseline=baseline, retrieval=RETRIEVAL_FILE,
+                            dataset_label="CLEVR-Change stand-in", key="clevr")
+    tex = "\n".join(HEADER + lines)
+    for label in ("tab:ablation-overview", "tab:ablation:clevr", "tab:published:clevr", "tab:paired:clevr",
+                  "tab:pertype:clevr", "tab:retrieval:clevr"):
+        assert rf"\label{{{label}}}" in tex
+    (tmp_path / "tables.tex").write_text(tex)
+    compile_and_check(tmp_path, "tables.tex")
+
+
+def compile_and_check(folder, tables):
+    """pdflatex a document holding `tables` with the packages HEADER names; no table may stick out."""
+    packages = re.findall(r"\\usepackage\{(\w+)\}", "\n".join(HEADER))
+    assert "booktabs" in packages and "graphicx" in packages
+    # The document `clip4idc tables-pdf` compiles holds every package the fragment's header names.
+    assert all(rf"\usepackage{{{p}}}" in PREAMBLE for p in packages), (packages, PREAMBLE)
+    doc = folder / "doc.tex"
+    doc.write_text(document(folder / tables))
+    for _ in range(2):  # twice, so that \ref resolves
+        done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+                              cwd=folder, capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stdout.decode(errors="replace")[-3000:]
+    log = (folder / "doc.log").read_text(errors="replace")
+    too_wide = [float(w) for w in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log)]
+    assert all(w <= 20 for w in too_wide), too_wide
+    assert "undefined" not in log.lower().replace("undefined references", ""), "an undefined control sequence or ref"
 
 
 @pytest.mark.parametrize("seeds", [1, 3])
@@ -269,3 +303,228 @@ def test_ablation_plot_without_baseline_and_one_variant(tmp_path):
     png, pdf = tmp_path / "a.png", tmp_path / "a.pdf"
     ablation_plot({"adapt": metric_file("adapt", FAKE["adapt"])}, None, png, pdf, title="t")
     assert png.stat().st_size > 0 and pdf.read_bytes()[:4] == b"%PDF"
+
+
+# -- several seeds with pair sets: paired test, per-type table, overview --------------------------
+SEEDS = (2021, 2022, 2023)
+# Per-seed shifts of every metric. adapt and clip-ft move together, so CLIP4IDC vs CLIP-FT has the
+# same difference at every seed (no t); the other pairs have a t.
+SHIFTS = {"clip-ft": (0.0, 0.01, 0.03), "no-adapt": (0.0, 0.02, 0.005), "adapt": (0.0, 0.01, 0.03)}
+# Pair sets present: not every change type, to check only those that occur are printed, in order.
+SETS = {"change": (20, 0.8), "no-change": (20, 1.2), "color": (12, 0.7), "add": (8, 0.5)}
+
+
+def seeded_file(variant, values, seed, shift=0.0):
+    content = metric_file(variant, [v + shift for v in values], seed=seed)
+    content["subsets"] = {name: {"n_pairs": n, "metrics": {k: v * factor for k, v in content["metrics"].items()}}
+                          for name, (n, factor) in SETS.items()}
+    return content
+
+
+def seeded_runs():
+    runs = {v: [seeded_file(v, FAKE[v], seed, shift) for seed, shift in zip(SEEDS, SHIFTS[v])] for v in FAKE}
+    return runs, seeded_file("constant", BASELINE, None)
+
+
+def seeded_tex(**kwargs):
+    runs, baseline = seeded_runs()
+    args = dict(variants=runs, baseline=baseline, retrieval=None, dataset_label="x", key="d") | kwargs
+    return "\n".join(dataset_tables(**args))
+
+
+def values(run, subset=None):
+    return run["metrics"] if subset is None else run["subsets"][subset]["metrics"]
+
+
+def test_dataset_tables_order_with_seeds_and_sets():
+    tex = seeded_tex(retrieval=RETRIEVAL_FILE)
+    labels = re.findall(r"\\label\{(tab:[^}]*)\}", tex)
+    assert labels == ["tab:ablation:d", "tab:published:d", "tab:paired:d", "tab:pertype:d", "tab:retrieval:d"]
+
+
+def test_paired_table_rows_columns_and_values():
+    runs, _ = seeded_runs()
+    block = table(seeded_tex(), "tab:paired:d")
+    body = rows(block)
+    pairs = {"CLIP4IDC vs w/o adaptation": ("adapt", "no-adapt"), "CLIP4IDC vs CLIP-FT": ("adapt", "clip-ft"),
+             "w/o adaptation vs CLIP-FT": ("no-adapt", "clip-ft")}
+    assert set(body) == {"", "Pair (first vs second)", *pairs}
+    assert body[""] == [rf"\multicolumn{{2}}{{c}}{{{m}}}" for m in ("B-4", "METEOR", "ROUGE-L", "CIDEr")]
+    assert body["Pair (first vs second)"] == [r"$\Delta$", "$p$"] * 4
+    for row, (a, b) in pairs.items():
+        for i, key in enumerate(MAIN_METRICS):
+            delta, p = body[row][2 * i], body[row][2 * i + 1]
+            diff = 100 * (mean(values(r)[key] for r in runs[a]) - mean(values(r)[key] for r in runs[b]))
+            assert delta.replace("$-$", "-") == ("0.00" if abs(diff) < 0.005 else f"{diff:+.2f}"), (row, key)
+            if (a, b) == ("adapt", "clip-ft"):
+                assert p == "--"  # the same difference at every seed: no t
+            else:
+                test = paired_test(runs[a], runs[b], key)
+                assert p == (r"$<$0.001" if test.p < 0.001 else f"{test.p:.3f}"), (row, key)
+    # no-adapt is behind adapt on B-4 (0.4473 vs 0.4952): a typeset minus, not a hyphen
+    assert body["w/o adaptation vs CLIP-FT"][0].startswith("+")
+    assert "$n=3$ seeds (2021, 2022, 2023)" in block and "two-sided" in block and "paired by seed" in block
+    assert "little power" in block and "$t$ is undefined" in block
+    assert r"\cmidrule(lr){2-3}\cmidrule(lr){4-5}\cmidrule(lr){6-7}\cmidrule(lr){8-9}" in block
+
+
+def test_paired_table_sign_and_small_p():
+    # clip-ft far behind at every seed with a little noise: p is tiny, differences negative
+    runs = {"adapt": [metric_file("adapt", [0.1 + 0.001 * s] * 7, seed=s) for s in range(5)],
+            "clip-ft": [metric_file("clip-ft", [0.5 + 0.0013 * s] * 7, seed=s) for s in range(5)]}
+    body = rows(table("\n".join(dataset_tables(variants=runs, baseline=None, retrieval=None, dataset_label="x")),
+                      "tab:paired"))
+    assert list(body) == ["", "Pair (first vs second)", "CLIP4IDC vs CLIP-FT"]
+    assert body["CLIP4IDC vs CLIP-FT"][0] == "$-$40.06" and body["CLIP4IDC vs CLIP-FT"][1] == "$<$0.001"
+
+
+def test_no_paired_test_with_one_seed_or_one_variant(tmp_path, files):
+    tex = write_default(tmp_path, files)
+    assert r"\label{tab:paired}" not in tex
+    assert "% No paired test on the synthetic embedded dataset: one seed per variant" in tex
+    runs, _ = seeded_runs()
+    tex = "\n".join(dataset_tables(variants={"adapt": runs["adapt"]}, baseline=None, retrieval=None,
+                                   dataset_label="x"))
+    assert r"\label{tab:paired}" not in tex and "% No paired test on x: it needs two variants" in tex
+
+
+def test_paired_test_needs_the_same_seeds():
+    runs, _ = seeded_runs()
+    runs["no-adapt"] = runs["no-adapt"][:2]
+    with pytest.raises(ValueError, match=r"'adapt' vs 'no-adapt'.*different seeds"):
+        seeded_tex(variants=runs)
+
+
+def test_pertype_table_rows_columns_and_values():
+    runs, baseline = seeded_runs()
+    block = table(seeded_tex(), "tab:pertype:d")
+    body = rows(block)
+    assert body["Model"] == ["Change", "No-change", "Color", "Add"]  # only the sets present, in order
+    assert set(body) == {"Model", *(VARIANT_LABELS[v] for v in FAKE), BASELINE_LABEL}
+    for variant, group in runs.items():
+        for col, name in enumerate(SETS):
+            cider = [values(r, name)["CIDEr"] for r in group]
+            cell = body[VARIANT_LABELS[variant]][col]
+            assert unbold(cell.split(r"\,")[0]) == f"{100 * mean(cider):.2f}", (variant, name)
+            assert cell.endswith(rf"$\pm${100 * stdev(cider):.2f}}}"), (variant, name)
+    assert body[BASELINE_LABEL] == [f"{100 * values(baseline, s)['CIDEr']:.2f}" for s in SETS]
+    # adapt has the best CIDEr (1.387 against 1.215 and 0.986 before shifts): bold in every set
+    assert all(c.startswith(r"\textbf") for c in body[VARIANT_LABELS["adapt"]])
+    assert not any(c.startswith(r"\textbf") for c in body["CLIP-FT"])
+    assert "Pairs per set: change 20, no-change 20, color 12, add 8." in block
+    assert "DUDA" in block and "corpus of its own" in block
+
+
+def test_no_pertype_table_without_sets(tmp_path, files):
+    tex = write_default(tmp_path, files)  # metric files without a `subsets` key
+    assert "pertype" not in tex and "% No per-type table" in tex
+    runs, baseline = seeded_runs()
+    for group in [*runs.values(), [baseline]]:
+        for run in group:
+            run["subsets"] = {}  # Spot-the-Diff, IER: an empty `subsets`
+    tex = seeded_tex(variants=runs, baseline=baseline)
+    assert "pertype" not in tex and "% No per-type table" in tex
+
+
+def test_pertype_sets_must_agree():
+    runs, baseline = seeded_runs()
+    del runs["clip-ft"][1]["subsets"]["add"]
+    with pytest.raises(ValueError, match=r"different pair sets.*clip-ft \(seed 2022\)"):
+        seeded_tex(variants=runs)
+    runs, baseline = seeded_runs()
+    baseline["subsets"]["color"]["n_pairs"] = 11
+    with pytest.raises(ValueError, match=r"different pair sets.*constant baseline"):
+        seeded_tex(baseline=baseline)
+
+
+def test_subsets_are_validated(tmp_path):
+    for change, match in [(lambda s: s.update(texture=s["color"]), r"unknown pair set 'subsets\.texture'"),
+                          (lambda s: s["add"].update(n_pairs=41), r"'subsets\.add\.n_pairs' must be an integer"),
+                          (lambda s: s["add"]["metrics"].update(CIDEr=150.0), r"'subsets\.add\.metrics\.CIDEr'.*×100"),
+                          (lambda s: s["color"].pop("metrics"), r"'subsets\.color'.*missing key 'metrics'")]:
+        bad = seeded_file("adapt", FAKE["adapt"], 1)
+        change(bad["subsets"])
+        write_json(tmp_path / "bad.json", bad)
+        with pytest.raises(ValueError, match=r"bad\.json.*" + match):
+            load_metric_runs([tmp_path / "bad.json"])
+
+
+def test_published_table_prints_the_reproduced_seed_spread():
+    runs, _ = seeded_runs()
+    body = rows(table(seeded_tex(), "tab:published:d"))
+    cider = [values(r)["CIDEr"] for r in runs["adapt"]]
+    assert body["Reproduced, CLIP4IDC (with adaptation)"][-1] == f"{100 * mean(cider):.2f}"
+    assert body["Reproduced, sd over 3 seeds"][-1] == f"{100 * stdev(cider):.2f}"
+    assert body["Reproduced, range over 3 seeds"][-1] == f"{100 * min(cider):.2f}--{100 * max(cider):.2f}"
+    assert "Published, range over 8 seeds" in body and "Published, mean of 8 seeds" in body
+
+
+def test_published_table_has_no_spread_rows_with_one_seed(tmp_path, files):
+    body = rows(table(write_default(tmp_path, files), "tab:published"))
+    assert not any(r.startswith("Reproduced, sd") or r.startswith("Reproduced, range") for r in body)
+
+
+def overview_rows(block):
+    """Body rows in order: (first cell, other cells); sd rows have an empty first cell."""
+    body = block.split(r"\midrule", 1)[1]
+    return [([c.strip() for c in line[:-2].split(" & ")][0], [c.strip() for c in line[:-2].split(" & ")][1:])
+            for line in (x.rstrip() for x in body.splitlines()) if line.endswith(r"\\")]
+
+
+def test_overview_with_one_dataset():
+    runs, _ = seeded_runs()
+    lines = ablation_overview({"clevr": runs}, {"clevr": "CLEVR-Change"})
+    block = table("\n".join(lines), "tab:ablation-overview")
+    assert r"\multicolumn{4}{c}{CLEVR-Change}" in block and r"\cmidrule(lr){2-5}" in block
+    assert rows(block)["Model"] == ["B-4", "METEOR", "ROUGE-L", "CIDEr"]
+    body = overview_rows(block)
+    assert [name for name, _ in body] == ["CLIP-FT", "", "CLIP4IDC w/o adaptation", "",
+                                          "CLIP4IDC (with adaptation)", ""]
+    for i, variant in enumerate(FAKE):
+        means, sds = body[2 * i][1], body[2 * i + 1][1]
+        for col, key in enumerate(MAIN_METRICS):
+            vals = [values(r)[key] for r in runs[variant]]
+            assert unbold(means[col]) == f"{100 * mean(vals):.2f}"
+            assert sds[col] == rf"{{\scriptsize$\pm${100 * stdev(vals):.2f}}}"
+    # bold: the best mean per column (adapt on B-4 and CIDEr; clip-ft on METEOR)
+    assert body[4][1][0].startswith(r"\textbf") and body[0][1][1].startswith(r"\textbf")
+    assert not body[0][1][0].startswith(r"\textbf")
+
+
+def test_overview_with_three_datasets_and_a_missing_variant():
+    runs, _ = seeded_runs()
+    one_seed = {v: [metric_file(v, vals, seed=7)] for v, vals in FAKE.items()}
+    partial = {"adapt": runs["adapt"], "no-adapt": runs["no-adapt"]}
+    labels = {"clevr": "CLEVR-Change", "std": "Spot-the-Diff", "ier": "Image_Editing"}
+    block = table("\n".join(ablation_overview({"clevr": runs, "std": one_seed, "ier": partial}, labels)),
+                  "tab:ablation-overview")
+    assert r"\begin{tabular}{l" + "r" * 12 + "}" in block
+    assert (r"\multicolumn{4}{c}{CLEVR-Change} & \multicolumn{4}{c}{Spot-the-Diff} & "
+            r"\multicolumn{4}{c}{Image\_Editing}") in block
+    assert r"\cmidrule(lr){2-5}\cmidrule(lr){6-9}\cmidrule(lr){10-13}" in block
+    body = overview_rows(block)
+    clip_ft, clip_ft_sd = body[0][1], body[1][1]
+    assert body[0][0] == "CLIP-FT" and len(clip_ft) == 12
+    assert clip_ft[8:] == ["--"] * 4 and clip_ft_sd[8:] == [""] * 4  # IER has no clip-ft
+    assert [unbold(c) for c in clip_ft[4:8]] == [f"{100 * v:.2f}" for v in
+                                                  (FAKE["clip-ft"][3], *FAKE["clip-ft"][4:])]
+    assert clip_ft_sd[4:8] == [""] * 4  # one seed: no sd
+    # bold is decided within each dataset: METEOR is clip-ft's on CLEVR-Change, adapt's on IER (no clip-ft)
+    adapt = body[4][1]
+    assert body[4][0] == "CLIP4IDC (with adaptation)"
+    assert clip_ft[1].startswith(r"\textbf") and not adapt[1].startswith(r"\textbf")
+    assert adapt[9].startswith(r"\textbf")
+    assert "seeds per variant" in block and "one run per variant (seed 7)" in block
+    with pytest.raises(ValueError, match=r"no label for dataset\(s\) \['ier'\]"):
+        ablation_overview({"ier": partial}, {})
+    with pytest.raises(ValueError, match=r"datasets\['ier'\]: unknown variant"):
+        ablation_overview({"ier": {"adapted": runs["adapt"]}}, {"ier": "x"})
+
+
+def test_every_decimal_in_the_seeded_tables_comes_from_inputs():
+    runs, baseline = seeded_runs()
+    tex = "\n".join(ablation_overview({"a": runs}, {"a": "A"}) + dataset_tables(
+        variants=runs, baseline=baseline, retrieval=None, dataset_label="x", key="d"))
+    printed = printed_decimals(tex)
+    assert printed <= allowed_decimals(runs, baseline), printed - allowed_decimals(runs, baseline)
+    assert {f"{paired_test(runs['adapt'], runs['no-adapt'], 'CIDEr').p:.3f}"} <= printed

@@ -2,7 +2,11 @@
 
 - `published`: the published numbers (PAPER.md section 6), with sources.
 - `tables`: metric-file loading and validation, results/tables.tex (booktabs LaTeX).
-- `plots`: the ablation bar chart (PNG and PDF).
+- `stats`: the paired t-test between variants over seeds.
+- `plots`: the figures, PNG and PDF: ablation bars, training curves, retrieval R@K, per-set bars,
+  qualitative pairs with captions.
+- `latex`: results/tables.pdf (pdflatex).
+- `build`: `clip4idc report`, which reads a run's files and writes all of the above.
 """
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ VARIANT_LABELS = {
     "no-adapt": "CLIP4IDC w/o adaptation",
     "adapt": "CLIP4IDC (with adaptation)",
 }
+# Where two variant names share a cell (the paired-test rows).
+SHORT_LABELS = {"clip-ft": "CLIP-FT", "no-adapt": "w/o adaptation", "adapt": "CLIP4IDC"}
 BASELINE_LABEL = "Constant caption (most frequent train caption)"
 
 # Short column headers for the caption metrics of clip4idc.metrics.caption.METRIC_KEYS.
