@@ -7,6 +7,9 @@ from clip4idc import params as clip4idc_params
 configfile: "params.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 P = clip4idc_params.from_snakemake_config(config, "params.yaml")
 
 
@@ -20,4 +23,5 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         "results/tables.tex",
+        "results/tables.pdf",
         "results/plots",

@@ -121,7 +121,7 @@ def test_dataset_override_typos_are_named_even_when_not_resolving_that_dataset()
 
 
 @pytest.mark.parametrize("overrides, message", [({"model": {"intra_layers": 2}}, "may set only"),
-                                                ({"finetune": {"seeds": [1]}}, "seeds shape the DAG")])
+                                                ({"seeds": [1]}, "may set only")])
 def test_dataset_overrides_may_not_change_shared_weights_or_the_dag(overrides, message):
     raw = copy.deepcopy(RAW)
     raw["data"]["clevr_synth"]["overrides"] = overrides

@@ -137,8 +137,8 @@ def _command(d: Path, stage: str, out: str, params: str = "params.yaml") -> list
     else:
         args = ["--variant", "no-adapt", "--seed", "3", "--clip", d / "clip.pt"]
     return [*CLIP4IDC, stage, "--dataset", DATASET, "--data", d / "prep", *args, "--out", d / f"{out}.pt",
-            "--log", d / f"{out}.log.json", "--params", d / params, "--profile", "smoke", "--threads", "2",
-            "--no-progress"]
+            "--log", d / f"{out}.log.json", "--live", d / f"{out}.live", "--params", d / params, "--profile", "smoke",
+            "--threads", "2", "--no-progress"]
 
 
 def _run(cmd: list) -> str:
@@ -168,6 +168,10 @@ def _run_killed_twice(cmd: list, resume: Path) -> list[str]:
     return outputs
 
 
+def _tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def _same_state(a: Path, b: Path) -> None:
     x = torch.load(a, weights_only=True)
     y = torch.load(b, weights_only=True)
@@ -188,6 +192,9 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(smoke, stage):
     assert (smoke / f"{stage}-whole.log.json").read_text() == (smoke / f"{stage}-killed.log.json").read_text()
     if stage == "adapt":
         assert (smoke / "adapt-whole.metrics.json").read_text() == (smoke / "adapt-killed.metrics.json").read_text()
+    # The dvclive log is rewritten from the restored history: no epoch twice, none from a killed run.
+    whole, killed = (_tree(smoke / f"{stage}-{run}.live") for run in ("whole", "killed"))
+    assert whole == killed and "plots/metrics/train/loss.tsv" in whole
     assert not (smoke / f"{stage}-killed.pt.resume").exists()  # removed once the stage is done
 
 

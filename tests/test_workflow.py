@@ -13,7 +13,8 @@ from clip4idc import params as clip4idc_params
 from workflow_helpers import BIN, REPO, dvc_stages, run, scratch_repo, snakemake_jobs
 
 STAGES = {"fetch", "prepare", "pretrain", "adapt", "finetune", "finetune_adapt", "decode", "baseline",
-          "evaluate", "evaluate_baseline", "report"}
+          "evaluate", "evaluate_baseline", "report", "tables_pdf"}
+SEEDS = 3  # `seeds` of params.yaml, the same in every profile
 
 
 def test_snakemake_dry_run_lists_every_stage():
@@ -21,8 +22,8 @@ def test_snakemake_dry_run_lists_every_stage():
     counts = collections.Counter(j["rule"] for j in jobs)
     assert set(counts) == STAGES
     # three variants (clip-ft and no-adapt share a rule) per seed
-    assert counts["finetune"] == 2 and counts["finetune_adapt"] == 1
-    assert counts["decode"] == counts["evaluate"] == 3
+    assert counts["finetune"] == 2 * SEEDS and counts["finetune_adapt"] == SEEDS
+    assert counts["decode"] == counts["evaluate"] == 3 * SEEDS
 
 
 def test_snakemake_lint_is_clean():
@@ -68,7 +69,7 @@ def test_paper_profile_dag_covers_three_datasets_in_both_tools(tmp_path):
     jobs = snakemake_jobs(repo, "--forceall")
     counts = collections.Counter(j["rule"] for j in jobs)
     assert counts["fetch"] == counts["prepare"] == counts["adapt"] == 3 and counts["pretrain"] == 1
-    assert counts["finetune"] == 6 and counts["decode"] == counts["evaluate"] == 9
+    assert counts["finetune"] == 6 * SEEDS and counts["decode"] == counts["evaluate"] == 9 * SEEDS
     fetched = sorted(j["outputs"][0] for j in jobs if j["rule"] == "fetch")
     assert fetched == ["data/raw/clevr_change", "data/raw/ier", "data/raw/spot_the_diff"]
     assert all("--profile paper" in j["cmd"] for j in jobs)
@@ -94,9 +95,11 @@ SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm"
 # The stage of params.yaml `execution.resources` each rule reads.
 RULE_STAGE = {"fetch": "fetch", "prepare": "prepare", "pretrain": "pretrain", "adapt": "adapt",
               "finetune": "finetune", "finetune_adapt": "finetune", "decode": "decode", "baseline": "evaluate",
-              "evaluate": "evaluate", "evaluate_baseline": "evaluate", "report": "evaluate"}
-PAPER_COUNTS = {"fetch": 3, "prepare": 3, "adapt": 3, "pretrain": 1, "finetune": 6, "finetune_adapt": 3,
-                "decode": 9, "evaluate": 9, "baseline": 3, "evaluate_baseline": 3, "report": 1}
+              "evaluate": "evaluate", "evaluate_baseline": "evaluate", "report": "evaluate",
+              "tables_pdf": "evaluate"}
+PAPER_COUNTS = {"fetch": 3, "prepare": 3, "adapt": 3, "pretrain": 1, "finetune": 6 * SEEDS, "finetune_adapt": 3 * SEEDS,
+                "decode": 9 * SEEDS, "evaluate": 9 * SEEDS, "baseline": 3, "evaluate_baseline": 3, "report": 1,
+                "tables_pdf": 1}
 
 
 def _value(text: str):
@@ -109,7 +112,7 @@ def _jobs_with_resources(*args: str) -> list[dict]:
     jobs = []
     for block in re.split(r"\n(?=\[.*\d{4}\]\n(?:local)?rule )", out):
         m = re.search(r"^(?:local)?rule (\w+):", block, re.M)
-        if not m:
+        if not m or m.group(1) == "all":
             continue
         fields = dict(re.findall(r"^\s+(wildcards|threads|resources): (.*)$", block, re.M))
         pairs = lambda key: dict(kv.split("=", 1) for kv in fields.get(key, "").split(", ") if kv)
@@ -135,7 +138,7 @@ def _assert_resources_from_params(jobs: list[dict], profile: str | None) -> None
 def _slurm_dry_run() -> list[dict]:
     # The target before --config, which takes every argument after it.
     return _jobs_with_resources("--executor", "slurm", "-n", "--forceall", "--profile", str(SLURM_PROFILE),
-                                "results/tables.tex", "--config", "profile=paper")
+                                "all", "--config", "profile=paper")
 
 
 def test_slurm_profile_dry_run_schedules_the_paper_dag_with_its_resources():
@@ -152,7 +155,7 @@ def test_slurm_profile_dry_run_schedules_the_paper_dag_with_its_resources():
     assert {j["threads"] for j in jobs if j["rule"] in {"pretrain", "adapt", "finetune", "finetune_adapt",
                                                          "decode"}} == {cores}
     # The cluster run executes the very commands of the local run (and so of dvc.yaml).
-    local = _jobs_with_resources("-n", "-p", "--forceall", "--cores", "1", "results/tables.tex",
+    local = _jobs_with_resources("-n", "-p", "--forceall", "--cores", "1", "all",
                                  "--config", "profile=paper")
     assert sorted(j["cmd"] for j in jobs) == sorted(j["cmd"] for j in local)
 
@@ -190,10 +193,10 @@ def test_slurm_plugin_turns_the_resources_into_sbatch_and_srun_options():
 def test_local_dry_runs_keep_working_with_gpu_resources():
     """The embedded default requests no GPU; the paper profile's GPU jobs are planned on a local run too:
     Snakemake limits only the resources given to --resources, so `gpu` does not hold them back."""
-    jobs = _jobs_with_resources("-n", "--forceall", "results/tables.tex")
+    jobs = _jobs_with_resources("-n", "--forceall", "all")
     assert {j["rule"] for j in jobs} == STAGES
     assert not any("gpu" in j["resources"] for j in jobs)
     _assert_resources_from_params(jobs, None)   # the profile params.yaml names
-    paper = _jobs_with_resources("-n", "--forceall", "--cores", "1", "results/tables.tex", "--config", "profile=paper")
+    paper = _jobs_with_resources("-n", "--forceall", "--cores", "1", "all", "--config", "profile=paper")
     assert collections.Counter(j["rule"] for j in paper) == PAPER_COUNTS
     assert {j["resources"]["gpu"] for j in paper if j["rule"] == "adapt"} == {2}

@@ -23,12 +23,13 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> su
 
 
 def snakemake_jobs(cwd: Path, *extra: str) -> list[dict]:
-    """Jobs of a Snakemake dry run: rule, inputs, outputs and shell command (log redirect removed)."""
-    out = run([str(BIN / "snakemake"), "results/tables.tex", "-n", "-p", "--cores", "1", *extra], cwd).stdout
+    """Jobs of a Snakemake dry run of the default target (rule `all`, itself left out): rule, inputs, outputs
+    and shell command (log redirect removed)."""
+    out = run([str(BIN / "snakemake"), "-n", "-p", "--cores", "1", *extra], cwd).stdout
     jobs = []
     for block in re.split(r"\n(?=\[.*\d{4}\]\n(?:local)?rule )", out):
         m = re.search(r"^(?:local)?rule (\w+):", block, re.M)
-        if not m:
+        if not m or m.group(1) == "all":
             continue
         fields = {k: [x.strip() for x in v.split(",") if x.strip()]
                   for k, v in re.findall(r"^\s+(input|output): (.*)$", block, re.M)}

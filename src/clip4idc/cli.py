@@ -26,6 +26,11 @@ def _dataset(p: argparse.ArgumentParser) -> None:
                    "`data.<dataset>.overrides` apply)")
 
 
+def _live(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--live", default=None, help="folder for the per-epoch training log in dvclive's layout "
+                   "(rewritten after every epoch; `dvc plots` reads it)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clip4idc", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
@@ -55,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="adaptation checkpoint to write")
     p.add_argument("--metrics", required=True, help="test retrieval metrics (JSON) to write")
     p.add_argument("--log", required=True, help="training history (JSON) to write")
+    _live(p)
 
     p = sub.add_parser("finetune", help="stage 2: fine-tune a captioner (one variant, one seed)")
     _dataset(p)
@@ -66,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapted", default=None, help="adaptation checkpoint (variant adapt, which starts from it)")
     p.add_argument("--out", required=True, help="fine-tuned checkpoint to write")
     p.add_argument("--log", required=True, help="training history (JSON) to write")
+    _live(p)
 
     p = sub.add_parser("decode", help="captions for a split (greedy or beam), from a fine-tuned checkpoint")
     _dataset(p)
@@ -86,12 +93,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", required=True, help="metrics JSON to write")
 
-    p = sub.add_parser("report", help="results/tables.tex and the ablation plots from metric files")
+    p = sub.add_parser("report", help="results/tables.tex, the figures and the ablation summary, from the "
+                       "run's metric files, training histories and captions")
     p.add_argument("--metrics-dir", required=True, help="folder of metric files: <dataset>/<variant>/"
-                   "seed<seed>.json for every dataset, variant and finetune.seeds, <dataset>/constant.json, "
+                   "seed<seed>.json for every dataset, variant and seed (`seeds`), <dataset>/constant.json, "
                    "<dataset>/adapt_retrieval.json")
+    p.add_argument("--train-dir", required=True, help="folder of training histories: <dataset>/adapt.json, "
+                   "<dataset>/finetune/<variant>/seed<seed>.json")
+    p.add_argument("--predictions-dir", required=True, help="folder of decoded captions "
+                   "(<dataset>/<variant>/seed<seed>.json); the first seed's feed the qualitative figure")
+    p.add_argument("--prepared-dir", required=True, help="folder of prepared datasets (the test manifests)")
+    p.add_argument("--raw-dir", required=True, help="folder of the datasets as fetched (the pairs' images)")
     p.add_argument("--tables", required=True, help="LaTeX file to write")
-    p.add_argument("--plots", required=True, help="folder for the ablation plots (ablation-<dataset>.png/.pdf)")
+    p.add_argument("--plots", required=True, help="folder for the figures (<kind>-<dataset>.png/.pdf)")
+    p.add_argument("--summary", required=True, help="JSON to write: mean and sd over seeds per dataset, variant "
+                   "and metric (what `dvc metrics show` and `dvc exp show` list)")
+
+    p = sub.add_parser("tables-pdf", help="compile the tables fragment with pdflatex")
+    p.add_argument("--tables", required=True, help="the report's LaTeX fragment")
+    p.add_argument("--out", required=True, help="PDF to write")
 
     for p in sub.choices.values():
         _common(p)
@@ -179,12 +199,13 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     elif args.stage == "adapt":
         from .train.adapt import adapt
         adapt(args.data, args.clip, args.out, args.metrics, args.log, model_cfg=cfg.model, cfg=cfg.adapt,
-              checkpoint_every=cfg.execution.checkpoint_every, threads=args.threads, progress=progress)
+              checkpoint_every=cfg.execution.checkpoint_every, threads=args.threads, progress=progress,
+              live=args.live)
     elif args.stage == "finetune":
         from .train.finetune import finetune
         finetune(args.data, args.variant, args.seed, args.clip, args.adapted, args.out, args.log,
                  model_cfg=cfg.model, cfg=cfg.finetune, checkpoint_every=cfg.execution.checkpoint_every,
-                 threads=args.threads, progress=progress)
+                 threads=args.threads, progress=progress, live=args.live)
     elif args.stage == "decode":
         from .predict import decode_split
         decode_split(args.checkpoint, args.data, cfg.decode.split, args.out, max_len=cfg.decode.max_len,
@@ -199,10 +220,16 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         split = cfg.decode.split  # score exactly the split that was decoded
         evaluate_predictions(args.predictions, Path(args.data) / "references" / f"{split}.json", args.out,
                              variant=args.variant, seed=args.seed, split=split,
-                             manifest=Prepared(args.data).manifest(split))
+                             manifest=Prepared(args.data).manifest(split), spice=cfg.evaluate.spice)
     elif args.stage == "report":
-        from .report.build import build_report
-        build_report(cfg, args.metrics_dir, args.tables, args.plots)
+        from .report.build import ReportInputs, build_report
+        build_report(cfg, ReportInputs(metrics=args.metrics_dir, train=args.train_dir,
+                                       predictions=args.predictions_dir, prepared=args.prepared_dir,
+                                       raw=args.raw_dir),
+                     tables=args.tables, plots_dir=args.plots, summary=args.summary)
+    elif args.stage == "tables-pdf":
+        from .report.latex import compile_tables
+        compile_tables(args.tables, args.out)
     return 0
 
 

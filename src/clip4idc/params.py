@@ -160,7 +160,6 @@ class AdaptParams(Section):
 
 
 class FinetuneParams(Section):
-    seeds: tuple[int, ...]                          # every variant is trained once per seed
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)                   # scenes (groups) per step
     patience: int = Field(ge=1)                     # epochs without a gain before stopping
@@ -179,6 +178,11 @@ class DecodeParams(Section):
     max_len: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     beam_size: int = Field(ge=1)                    # 1 = greedy (the paper); > 1 = beam search
+
+
+class EvaluateParams(Section):
+    spice: bool                                     # also SPICE where Stanford CoreNLP's jars are installed; else
+                                                    # skipped with a message (the authors do not report it)
 
 
 class StageResources(Section):
@@ -215,7 +219,8 @@ class ExecutionParams(Section):
 class Params(Section):
     profile: str
     profiles: dict[str, dict[str, Any]]
-    datasets: tuple[str, ...]                       # the datasets the DAG runs (with finetune.seeds: its shape)
+    datasets: tuple[str, ...]                       # the datasets the DAG runs (with seeds: its shape)
+    seeds: tuple[int, ...]                          # every variant is fine-tuned once per seed
     data: dict[str, DatasetParams]                  # every dataset the project knows
     dataset: str | None = None                      # set when resolved for one dataset (its overrides applied)
     download: DownloadParams
@@ -226,6 +231,7 @@ class Params(Section):
     adapt: AdaptParams
     finetune: FinetuneParams
     decode: DecodeParams
+    evaluate: EvaluateParams
     execution: ExecutionParams
 
     @model_validator(mode="after")
@@ -242,8 +248,10 @@ class Params(Section):
                            ("finetune.select_max_len", self.finetune.select_max_len)):
             if value > self.model.max_tokens:
                 raise ValueError(f"{key} ({value}) exceeds model.max_tokens ({self.model.max_tokens})")
-        if not self.finetune.seeds:
-            raise ValueError("finetune.seeds must list at least one seed")
+        if not self.seeds:
+            raise ValueError("seeds must list at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds {list(self.seeds)}: each seed must be listed once")
         return self
 
 
@@ -287,7 +295,7 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params", datas
     if dataset is not None and dataset not in params.datasets:
         raise ParamsError(
             f"{source} (profile {profile!r}): dataset {dataset!r} is not one this profile runs "
-            f"(datasets: {list(params.datasets)}). Under DVC, dvc.yaml reads `datasets` and `finetune.seeds` "
+            f"(datasets: {list(params.datasets)}). Under DVC, dvc.yaml reads `datasets` and `seeds` "
             f"from the top level of {source}: set them with the profile, e.g. "
             f"dvc exp run -S profile={profile} -S 'datasets={_hydra_list(params.datasets)}'")
     for name in params.datasets if dataset is None else (dataset,):
@@ -296,9 +304,6 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params", datas
         misplaced = sorted(set(overrides) - set(_DATASET_SECTIONS))
         if misplaced:
             raise ParamsError(f"{source}: {where} may set only {list(_DATASET_SECTIONS)}; got {misplaced}")
-        if "seeds" in (overrides.get("finetune") or {}):
-            raise ParamsError(f"{source}: {where}.finetune.seeds: seeds shape the DAG and are the same for "
-                              f"every dataset; set finetune.seeds instead")
         resolved = _validate({**_merge(merged, overrides, where), "dataset": name}, source,
                              f"{profile!r}, dataset {name!r}")
         if name == dataset:

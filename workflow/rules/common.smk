@@ -3,7 +3,7 @@
 PROFILE = P.profile
 DATASETS = list(P.datasets)
 VARIANTS = list(clip4idc_params.VARIANTS)
-SEEDS = list(P.finetune.seeds)
+SEEDS = list(P.seeds)
 # Each dataset's own view of the params (its `data.<dataset>.overrides` applied): what its rules track.
 DP = {d: clip4idc_params.resolve(config, PROFILE, "params.yaml", dataset=d) for d in DATASETS}
 RAW = "data/raw/{dataset}"
@@ -20,7 +20,7 @@ CONDA_ENV = "../envs/clip4idc.yaml"
 CODE_DATA = "src/clip4idc/data"
 CODE_TRAINING = ["src/clip4idc/models", "src/clip4idc/train"]
 CODE_DECODE = ["src/clip4idc/models", "src/clip4idc/decode.py"]
-CODE_METRICS = "src/clip4idc/metrics"
+CODE_METRICS = ["src/clip4idc/metrics", "src/clip4idc/evaluate.py"]
 CODE_REPORT = "src/clip4idc/report"
 
 

@@ -7,7 +7,7 @@ rule decode:
         "results/predictions/{dataset}/{variant}/seed{seed}.json",
     params:
         section=section("decode"),
-    threads: workflow.cores
+    threads: lambda wildcards: workflow.cores  # at job time: `snakemake --report` runs without --cores
     resources:
         **stage_resources("decode"),
     log:
@@ -46,6 +46,7 @@ rule evaluate:
         "results/metrics/{dataset}/{variant}/seed{seed}.json",
     params:
         split=lambda wc: DP[wc.dataset].decode.split,
+        section=section("evaluate"),
     resources:
         **stage_resources("evaluate"),
     log:
@@ -67,6 +68,7 @@ rule evaluate_baseline:
         "results/metrics/{dataset}/constant.json",
     params:
         split=lambda wc: DP[wc.dataset].decode.split,
+        section=section("evaluate"),
     resources:
         **stage_resources("evaluate"),
     log:

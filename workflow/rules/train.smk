@@ -7,7 +7,7 @@ rule pretrain:
         log="results/train/pretrain.json",
     params:
         section=[P.model.model_dump(), P.pretrain.model_dump()],
-    threads: workflow.cores
+    threads: lambda wildcards: workflow.cores  # at job time: `snakemake --report` runs without --cores
     resources:
         **stage_resources("pretrain"),
     log:
@@ -28,9 +28,10 @@ rule adapt:
         checkpoint="models/{dataset}/adapt/model.pt",
         metrics="results/metrics/{dataset}/adapt_retrieval.json",
         log="results/train/{dataset}/adapt.json",
+        live=directory("results/live/{dataset}/adapt"),
     params:
         section=section("model", "adapt"),
-    threads: workflow.cores
+    threads: lambda wildcards: workflow.cores  # at job time: `snakemake --report` runs without --cores
     resources:
         **stage_resources("adapt"),
     log:
@@ -40,7 +41,7 @@ rule adapt:
     shell:
         CLI.format(stage="adapt")
         + " --dataset {wildcards.dataset} --data {input.data} --clip {input.clip} --out {output.checkpoint}"
-        " --metrics {output.metrics} --log {output.log} > {log} 2>&1"
+        " --metrics {output.metrics} --log {output.log} --live {output.live} > {log} 2>&1"
 
 
 rule finetune:
@@ -51,11 +52,12 @@ rule finetune:
     output:
         checkpoint="models/{dataset}/finetune/{variant}/seed{seed}.pt",
         log="results/train/{dataset}/finetune/{variant}/seed{seed}.json",
+        live=directory("results/live/{dataset}/finetune/{variant}/seed{seed}"),
     wildcard_constraints:
         variant="clip-ft|no-adapt",
     params:
         section=section("model", "finetune"),
-    threads: workflow.cores
+    threads: lambda wildcards: workflow.cores  # at job time: `snakemake --report` runs without --cores
     resources:
         **stage_resources("finetune"),
     log:
@@ -65,7 +67,8 @@ rule finetune:
     shell:
         CLI.format(stage="finetune")
         + " --dataset {wildcards.dataset} --data {input.data} --variant {wildcards.variant} --seed {wildcards.seed}"
-        " --clip {input.clip} --out {output.checkpoint} --log {output.log} > {log} 2>&1"
+        " --clip {input.clip} --out {output.checkpoint} --log {output.log}"
+        " --live {output.live} > {log} 2>&1"
 
 
 # The adapt variant starts from the adaptation checkpoint, which holds all of CLIP.
@@ -77,9 +80,10 @@ rule finetune_adapt:
     output:
         checkpoint="models/{dataset}/finetune/adapt/seed{seed}.pt",
         log="results/train/{dataset}/finetune/adapt/seed{seed}.json",
+        live=directory("results/live/{dataset}/finetune/adapt/seed{seed}"),
     params:
         section=section("model", "finetune"),
-    threads: workflow.cores
+    threads: lambda wildcards: workflow.cores  # at job time: `snakemake --report` runs without --cores
     resources:
         **stage_resources("finetune"),
     log:
@@ -89,4 +93,5 @@ rule finetune_adapt:
     shell:
         CLI.format(stage="finetune")
         + " --dataset {wildcards.dataset} --data {input.data} --variant adapt --seed {wildcards.seed}"
-        " --adapted {input.adapted} --out {output.checkpoint} --log {output.log} > {log} 2>&1"
+        " --adapted {input.adapted} --out {output.checkpoint} --log {output.log}"
+        " --live {output.live} > {log} 2>&1"

@@ -1,18 +1,48 @@
-"""`clip4idc report`: tables and ablation plots from one run's metric files, nothing else.
+"""`clip4idc report`: tables, figures and the ablation summary from one run's files, nothing else.
 
-Exactly the files the params imply are read: for every dataset of the run, every variant x
-finetune.seeds, the constant baseline and the adaptation retrieval metrics, under
-`<metrics_dir>/<dataset>/`. A missing one is an error, never a gap.
+Exactly the files the params imply are read, for every dataset of the run:
+- metric files: every variant × seed (`seeds`), the constant baseline, the adaptation retrieval
+  (`<metrics>/<dataset>/...`);
+- training histories: adaptation and every variant × seed (`<train>/<dataset>/...`);
+- the first seed's captions of every variant with the test manifest and the pairs' images, for the
+  qualitative figure only (`<predictions>/<dataset>/...`, `<prepared>/<dataset>`, `<raw>/<dataset>`).
+A missing one is an error, never a gap. Every number printed comes from these files or from
+`published.py`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..io import read_json, write_text
+from ..data.dataset import Prepared
+from ..data.fetch import dataset_root
+from ..io import read_json, write_json, write_text
+from ..metrics.caption import METRIC_KEYS
 from ..params import VARIANTS, Params
-from .plots import ablation_plot
-from .tables import HEADER, dataset_tables, load_metric_runs, validate_metric_file
+from .plots import (ablation_plot, per_type_plot, qualitative_examples, qualitative_plot, retrieval_plot,
+                    training_curves_plot)
+from .published import RETRIEVAL
+from .tables import HEADER, ablation_overview, dataset_tables, load_metric_runs, summarise_runs, validate_metric_file
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """The folders the report reads, each holding one subfolder per dataset."""
+    metrics: Path | str
+    train: Path | str
+    predictions: Path | str
+    prepared: Path | str
+    raw: Path | str
+
+
+def _require(files: dict[str, Path], what: str) -> dict[str, Path]:
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"report: {len(missing)} {what} missing: {missing}. Under DVC, a profile "
+                                f"that changes `seeds` or `datasets` needs them set at the top level of "
+                                f"params.yaml too (README: 'Parameters and profiles')")
+    return files
 
 
 def metric_files(metrics_dir: str | Path, seeds: Sequence[int]) -> dict[str, Path]:
@@ -21,37 +51,78 @@ def metric_files(metrics_dir: str | Path, seeds: Sequence[int]) -> dict[str, Pat
     files = {f"{v}/seed{s}": root / v / f"seed{s}.json" for v in VARIANTS for s in seeds}
     files["constant"] = root / "constant.json"
     files["retrieval"] = root / "adapt_retrieval.json"
-    missing = [str(p) for p in files.values() if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"report: {len(missing)} metric file(s) missing: {missing}. Under DVC, a profile "
-                                f"that changes finetune.seeds or datasets needs them set at the top level of "
-                                f"params.yaml too (README: 'Parameters and profiles')")
-    return files
+    return _require(files, "metric file(s)")
 
 
-def dataset_report(metrics_dir: str | Path, seeds: Sequence[int], plot: str | Path, *, label: str,
-                   published: str, comparable: bool, key: str | None = None) -> list[str]:
-    """One dataset's tables (returned as LaTeX lines) and its ablation plot (`plot`.png/.pdf)."""
-    files = metric_files(metrics_dir, seeds)
+def history_files(train_dir: str | Path, seeds: Sequence[int]) -> dict[str, Path]:
+    """The training histories of one dataset, in its folder `train_dir`."""
+    root = Path(train_dir)
+    files = {f"{v}/seed{s}": root / "finetune" / v / f"seed{s}.json" for v in VARIANTS for s in seeds}
+    files["adapt"] = root / "adapt.json"
+    return _require(files, "training histories")
+
+
+def _has_subsets(runs: dict[str, list[dict]]) -> bool:
+    return any(run.get("subsets") for group in runs.values() for run in group)
+
+
+def summary_of(runs: dict[str, list[dict]], baseline: dict) -> dict:
+    """{variant: {"n_seeds", "mean": {metric}, "sd": {metric}}} and the constant baseline's metrics, raw
+    scale: numbers only, so that `dvc metrics show` / `dvc exp show` list each as a column."""
+    out = {}
+    for variant, group in runs.items():
+        s = summarise_runs(group)
+        out[variant] = {"n_seeds": s["n"], "mean": s["mean"], **({"sd": s["sd"]} if s["n"] > 1 else {})}
+    out["constant"] = {"mean": {k: baseline["metrics"][k] for k in METRIC_KEYS}}
+    return out
+
+
+def dataset_report(params: Params, name: str, inputs: ReportInputs,
+                   plots_dir: Path) -> tuple[list[str], dict[str, list[dict]], dict]:
+    """One dataset's tables and figures; → (LaTeX lines, {variant: metric files by seed}, baseline)."""
+    dataset, seeds = params.data[name], params.seeds
+    label, comparable = dataset.label, dataset.source == "download"
+    files = metric_files(Path(inputs.metrics) / name, seeds)
+    histories = history_files(Path(inputs.train) / name, seeds)
     runs = load_metric_runs([files[f"{v}/seed{s}"] for v in VARIANTS for s in seeds])
     baseline = validate_metric_file(read_json(files["constant"]), str(files["constant"]))
-    variants = {v: runs[v] if len(runs[v]) > 1 else runs[v][0] for v in VARIANTS}
-    plot = Path(plot)
-    ablation_plot(variants, baseline, plot.with_suffix(".png"), plot.with_suffix(".pdf"),
-                  title=f"Ablation on {label}")
-    return dataset_tables(variants=variants, baseline=baseline, retrieval=read_json(files["retrieval"]),
-                          dataset_label=label, published_dataset=published, comparable=comparable, key=key)
+    retrieval = read_json(files["retrieval"])
+
+    def figure(kind: str) -> tuple[Path, Path]:
+        stem = plots_dir / f"{kind}-{name}"
+        return stem.with_suffix(".png"), stem.with_suffix(".pdf")
+
+    ablation_plot(runs, baseline, *figure("ablation"), title=f"Ablation on {label}")
+    training_curves_plot({v: [read_json(histories[f"{v}/seed{s}"]) for s in seeds] for v in VARIANTS},
+                         read_json(histories["adapt"]), *figure("training"), title=f"Training on {label}",
+                         select_metric=params.finetune.select_metric)
+    retrieval_plot(retrieval, RETRIEVAL.get(dataset.format), *figure("retrieval"),
+                   title=f"Adaptation-stage retrieval on {label}", comparable=comparable)
+    if _has_subsets(runs):
+        per_type_plot(runs, baseline, *figure("per_type"), title=f"Scores by pair set on {label}")
+    # The qualitative figure: the first seed's captions, on pairs picked by position only.
+    split = params.decode.split
+    predictions = {v: read_json(_require({v: Path(inputs.predictions) / name / v / f"seed{seeds[0]}.json"},
+                                         "prediction file(s)")[v]) for v in VARIANTS}
+    manifest = Prepared(Path(inputs.prepared) / name).manifest(split)
+    qualitative_plot(qualitative_examples(manifest, predictions), dataset_root(Path(inputs.raw) / name, params, name),
+                     *figure("qualitative"), title=f"{label}, {split} split: captions of seed {seeds[0]}")
+
+    lines = dataset_tables(variants=runs, baseline=baseline, retrieval=retrieval, dataset_label=label,
+                           published_dataset=dataset.format, comparable=comparable, key=name)
+    return lines, runs, baseline
 
 
-def build_report(params: Params, metrics_dir: str | Path, tables: str | Path, plots_dir: str | Path) -> None:
-    """results/tables.tex (a section per dataset) and `<plots_dir>/ablation-<dataset>.{png,pdf}`."""
-    lines = list(HEADER)
+def build_report(params: Params, inputs: ReportInputs, *, tables: str | Path, plots_dir: str | Path,
+                 summary: str | Path) -> None:
+    """results/tables.tex (the overview, then a section per dataset), `<plots_dir>/<kind>-<dataset>.{png,pdf}`
+    and the summary JSON."""
+    plots_dir = Path(plots_dir)
+    sections, summaries, all_runs = [], {}, {}
     for name in params.datasets:
-        dataset = params.data[name]
-        lines += [f"% --- {name}: {dataset.label} ---", ""]
-        # Published numbers are for the real datasets; a stand-in in the same format is compared
-        # for orientation only (its captions say so).
-        lines += dataset_report(Path(metrics_dir) / name, params.finetune.seeds,
-                                Path(plots_dir) / f"ablation-{name}", label=dataset.label,
-                                published=dataset.format, comparable=dataset.source == "download", key=name)
-    write_text(tables, "\n".join(lines))
+        lines, all_runs[name], baseline = dataset_report(params, name, inputs, plots_dir)
+        summaries[name] = summary_of(all_runs[name], baseline)
+        sections += [f"% --- {name}: {params.data[name].label} ---", "", *lines]
+    overview = ablation_overview(all_runs, {name: params.data[name].label for name in params.datasets})
+    write_text(tables, "\n".join([*HEADER, *overview, *sections]))
+    write_json(summary, summaries)

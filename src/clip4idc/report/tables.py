@@ -379,7 +379,7 @@ def _paired_table(runs: dict[str, list[dict]], label: str, suffix: str) -> list[
     n = next(iter(next(iter(tests.values())).values())).n
     if n < 2:
         return [f"% No paired test on {latex_escape(label)}: one seed per variant; a test over seeds "
-                "needs at least two (finetune.seeds).", ""]
+                "needs at least two (`seeds` in params.yaml).", ""]
     groups = len(MAIN_METRICS)
     body = [_row(["", *(rf"\multicolumn{{2}}{{c}}{{{METRIC_LABELS[m]}}}" for m in MAIN_METRICS)]),
             "".join(rf"\cmidrule(lr){{{2 + 2 * i}-{3 + 2 * i}}}" for i in range(groups)),
