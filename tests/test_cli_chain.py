@@ -113,6 +113,7 @@ def test_report_refuses_a_missing_metric_file(chain, tmp_path, capsys):
     assert cli.main([*_report(chain, tmp_path), "--params", str(tmp_path / "params.yaml"), "--profile", "smoke"]) == 1
     assert "seed999" in capsys.readouterr().err
     assert not (tmp_path / "tables.tex").exists() and not (tmp_path / "ablation.json").exists()
+    assert not (tmp_path / "plots").exists()  # no figure of a report that could not be made
 
 
 def test_decode_uses_the_checkpoint_alone(chain, tmp_path):
@@ -154,3 +155,13 @@ def test_a_dataset_outside_the_profile_is_refused_with_the_dvc_fix(capsys):
     assert cli.main(["baseline", "--dataset", DATASET, "--profile", "paper", *args]) == 2
     err = capsys.readouterr().err
     assert "not one this profile runs" in err and "-S 'datasets=[clevr_change,spot_the_diff,ier]'" in err
+
+
+def test_a_report_that_fails_late_leaves_no_figures(chain, tmp_path, capsys):
+    """Captions are read after four figures are drawn: a missing file there must not leave those four."""
+    args = _report(chain, tmp_path)
+    args[args.index("--predictions-dir") + 1] = str(tmp_path / "no-predictions")
+    assert cli.main([*args, "--params", str(chain / "params.yaml"), "--profile", "smoke"]) == 1
+    assert "prediction file(s) missing" in capsys.readouterr().err
+    assert not (tmp_path / "plots").exists() and not (tmp_path / "tables.tex").exists()
+    assert [p.name for p in tmp_path.iterdir()] == []  # no temporary folder left either

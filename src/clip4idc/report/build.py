@@ -17,7 +17,7 @@ from typing import Sequence
 
 from ..data.dataset import Prepared
 from ..data.fetch import dataset_root
-from ..io import read_json, write_json, write_text
+from ..io import atomic_path, read_json, write_json, write_text
 from ..metrics.caption import METRIC_KEYS
 from ..params import VARIANTS, Params
 from .plots import (ablation_plot, per_type_plot, qualitative_examples, qualitative_plot, retrieval_plot,
@@ -117,12 +117,15 @@ def build_report(params: Params, inputs: ReportInputs, *, tables: str | Path, pl
                  summary: str | Path) -> None:
     """results/tables.tex (the overview, then a section per dataset), `<plots_dir>/<kind>-<dataset>.{png,pdf}`
     and the summary JSON."""
-    plots_dir = Path(plots_dir)
     sections, summaries, all_runs = [], {}, {}
-    for name in params.datasets:
-        lines, all_runs[name], baseline = dataset_report(params, name, inputs, plots_dir)
-        summaries[name] = summary_of(all_runs[name], baseline)
-        sections += [f"% --- {name}: {params.data[name].label} ---", "", *lines]
-    overview = ablation_overview(all_runs, {name: params.data[name].label for name in params.datasets})
+    # The figures go to a temporary folder renamed into place at the end: a missing or bad input
+    # leaves no half-drawn figure set behind.
+    with atomic_path(plots_dir) as figures:
+        figures.mkdir()
+        for name in params.datasets:
+            lines, all_runs[name], baseline = dataset_report(params, name, inputs, figures)
+            summaries[name] = summary_of(all_runs[name], baseline)
+            sections += [f"% --- {name}: {params.data[name].label} ---", "", *lines]
+        overview = ablation_overview(all_runs, {name: params.data[name].label for name in params.datasets})
     write_text(tables, "\n".join([*HEADER, *overview, *sections]))
     write_json(summary, summaries)
