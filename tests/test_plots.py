@@ -17,9 +17,9 @@ from PIL import Image
 
 from clip4idc.metrics.caption import METRIC_KEYS
 from clip4idc.report import METRIC_LABELS, VARIANT_LABELS
-from clip4idc.report.plots import (PNG_DPI, ablation_plot, per_type_plot, qualitative_examples, qualitative_plot,
-                                   retrieval_plot, training_curves_plot)
+from clip4idc.report.plots import PNG_DPI, ablation_plot, per_type_plot, retrieval_plot, training_curves_plot
 from clip4idc.report.published import RETRIEVAL
+from clip4idc.report.qualitative import qualitative_examples, qualitative_plot
 
 VARIANTS = ("clip-ft", "no-adapt", "adapt")
 BASE = {"clip-ft": [0.7012, 0.5833, 0.4711, 0.3821, 0.3567, 0.65501, 0.98612],

@@ -20,9 +20,9 @@ from ..data.fetch import dataset_root
 from ..io import atomic_path, read_json, write_json, write_text
 from ..metrics.caption import METRIC_KEYS
 from ..params import VARIANTS, Params
-from .plots import (ablation_plot, per_type_plot, qualitative_examples, qualitative_plot, retrieval_plot,
-                    training_curves_plot)
+from .plots import ablation_plot, per_type_plot, retrieval_plot, training_curves_plot
 from .published import RETRIEVAL
+from .qualitative import qualitative_examples, qualitative_plot
 from .tables import HEADER, ablation_overview, dataset_tables, load_metric_runs, summarise_runs, validate_metric_file
 
 
