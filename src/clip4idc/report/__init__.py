@@ -3,12 +3,14 @@
 - `published`: the published numbers (PAPER.md section 6), with sources.
 - `tables`: metric-file loading and validation, results/tables.tex (booktabs LaTeX).
 - `stats`: the paired t-test between variants over seeds.
-- `plots`: the figures, PNG and PDF: ablation bars, training curves, retrieval R@K, per-set bars,
-  qualitative pairs with captions.
+- `plots`: the chart figures, PNG and PDF: ablation bars, training curves, retrieval R@K, per-set bars.
+- `qualitative`: the figure of before/after pairs with their references and every variant's caption.
 - `latex`: results/tables.pdf (pdflatex).
 - `build`: `clip4idc report`, which reads a run's files and writes all of the above.
 """
 from __future__ import annotations
+
+import math
 
 # The paper's three systems, in the paper's order (PAPER.md section 1), as printed in tables
 # and figure legends. Keys are the variant names used in params.yaml and metric files.
@@ -26,3 +28,8 @@ METRIC_LABELS = {
     "BLEU-1": "B-1", "BLEU-2": "B-2", "BLEU-3": "B-3", "BLEU-4": "B-4",
     "METEOR": "METEOR", "ROUGE-L": "ROUGE-L", "CIDEr": "CIDEr",
 }
+
+
+def is_finite_number(value) -> bool:
+    """A metric value the report can print: an int or float (bool excluded), neither NaN nor infinite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

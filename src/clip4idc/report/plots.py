@@ -14,7 +14,6 @@ it drew so tests can inspect what was plotted.
 """
 from __future__ import annotations
 
-import math
 import os
 from statistics import mean, stdev
 from typing import Mapping, Sequence
@@ -28,7 +27,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..io import atomic_path
 from ..metrics.caption import METRIC_KEYS
-from . import BASELINE_LABEL, METRIC_LABELS, VARIANT_LABELS
+from . import BASELINE_LABEL, METRIC_LABELS, VARIANT_LABELS, is_finite_number
 from .published import PublishedRetrieval
 from .tables import as_runs, check_variants, summarise_runs, validate_retrieval_file
 
@@ -72,7 +71,7 @@ def _mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
 
 
 def _finite(value, source: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise ValueError(f"{source}: expected a finite number, got {value!r}")
     return float(value)
 

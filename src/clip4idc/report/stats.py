@@ -25,6 +25,8 @@ from typing import Mapping, Sequence
 
 from scipy.stats import ttest_rel
 
+from . import is_finite_number
+
 ONE_SEED = "one seed"
 IDENTICAL = "identical differences"
 # Differences closer than this (raw scale, where the report prints 1e-4) are the same difference:
@@ -54,7 +56,7 @@ def _by_seed(runs: Sequence[Mapping], variant: str, metric: str) -> dict:
         if seed in values:
             raise ValueError(f"variant {variant!r}: two runs with seed {seed!r}; a paired test needs one run per seed")
         value = run["metrics"][metric]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_finite_number(value):
             raise ValueError(f"variant {variant!r}, seed {seed!r}: metric {metric!r} must be a finite number, "
                              f"got {value!r}")
         values[seed] = float(value)

@@ -18,7 +18,6 @@ is printed as mean ± sample sd, so multi-seed tables need no other code path.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 from statistics import mean, stdev
@@ -28,7 +27,7 @@ from ..data.records import CHANGE_TYPES
 from ..io import read_json, write_text
 from ..metrics.caption import METRIC_KEYS
 from ..metrics.retrieval import RANK_KEYS
-from . import BASELINE_LABEL, METRIC_LABELS, SHORT_LABELS, VARIANT_LABELS
+from . import BASELINE_LABEL, METRIC_LABELS, SHORT_LABELS, VARIANT_LABELS, is_finite_number
 from .published import CAPTIONING, RETRIEVAL, SEED_SPREAD
 from .stats import IDENTICAL, PairedTest, paired_test
 
@@ -88,7 +87,7 @@ def _check_metrics(metrics, source: str, where: str) -> None:
         if key not in metrics:
             raise ValueError(f"{source}: missing key '{where}.{key}' (expected {list(METRIC_KEYS)})")
         value = metrics[key]
-        if not _is_number(value):
+        if not is_finite_number(value):
             raise ValueError(f"{source}: '{where}.{key}' must be a finite number, got {value!r}")
         if not 0.0 <= value <= _MAX_RAW[key]:
             raise ValueError(f"{source}: '{where}.{key}' = {value} is outside [0, {_MAX_RAW[key]:g}]; "
@@ -104,7 +103,7 @@ def validate_retrieval_file(content, source: str) -> dict:
         for key in RANK_KEYS:
             if key not in block:
                 raise ValueError(f"{source}: missing key '{direction}.{key}' (expected {list(RANK_KEYS)})")
-            if not _is_number(block[key]):
+            if not is_finite_number(block[key]):
                 raise ValueError(f"{source}: '{direction}.{key}' must be a finite number, got {block[key]!r}")
     return dict(content)
 
@@ -521,10 +520,6 @@ def dataset_tables(*, variants: Mapping[str, dict | list[dict]], baseline: dict 
 def write_tables(out_path: str | os.PathLike, **tables) -> None:
     """Write one dataset's tables (`dataset_tables`' keyword arguments) as a LaTeX fragment."""
     write_text(out_path, "\n".join(HEADER + dataset_tables(**tables)))
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_int(value) -> bool:
