@@ -29,7 +29,7 @@ from ..io import atomic_path
 from ..metrics.caption import METRIC_KEYS
 from . import BASELINE_LABEL, METRIC_LABELS, VARIANT_LABELS, is_finite_number
 from .published import PublishedRetrieval
-from .tables import as_runs, check_variants, summarise_runs, validate_retrieval_file
+from .tables import as_runs, check_variants, pair_sets, summarise_runs, validate_retrieval_file
 
 # Okabe-Ito colours: distinguishable with colour-blindness and in greyscale print.
 VARIANT_COLORS = {"clip-ft": "#E69F00", "no-adapt": "#56B4E9", "adapt": "#009E73"}
@@ -368,34 +368,6 @@ def retrieval_plot(retrieval: dict, published: PublishedRetrieval | None, out_pn
 
 
 # -- per change type ----------------------------------------------------------------------------
-def _subset_names(run: Mapping, source: str) -> list[str]:
-    """Change, no-change, then the change types in file order ("total" is the whole file)."""
-    subsets = run.get("subsets")
-    if not isinstance(subsets, Mapping) or not [k for k in subsets if k != "total"]:
-        raise ValueError(f"{source}: the metric file has no 'subsets' (change / no-change / change types); "
-                         f"a per-type figure needs a dataset scored by pair set")
-    names = [k for k in subsets if k != "total"]
-    return [k for k in ("change", "no-change") if k in names] + [k for k in names if k not in ("change", "no-change")]
-
-
-def _subset_values(runs: Sequence[Mapping], groups: Sequence[str], metric: str, source: str,
-                   sizes: Mapping[str, int | None]) -> list[list[float]]:
-    """[group][run] metric values; every run must hold every group, scored on the same pairs (`sizes`)."""
-    values = []
-    for group in groups:
-        row = []
-        for i, run in enumerate(runs):
-            entry = run.get("subsets", {}).get(group)
-            if not isinstance(entry, Mapping) or metric not in entry.get("metrics", {}):
-                raise ValueError(f"{source}[{i}]: no {metric!r} for pair set {group!r} under 'subsets'")
-            if entry.get("n_pairs") != sizes[group]:
-                raise ValueError(f"{source}[{i}]: pair set {group!r} has {entry.get('n_pairs')} pairs, "
-                                 f"other runs {sizes[group]}: runs must be scored on the same pairs")
-            row.append(_finite(entry["metrics"][metric], f"{source}[{i}]: subsets.{group}.metrics.{metric}"))
-        values.append(row)
-    return values
-
-
 def per_type_plot(variants: Mapping[str, dict | list[dict]], baseline: dict | list[dict] | None,
                   out_png: str | os.PathLike, out_pdf: str | os.PathLike, *, metric: str = "CIDEr",
                   title: str | None = None) -> Figure:
@@ -405,22 +377,23 @@ def per_type_plot(variants: Mapping[str, dict | list[dict]], baseline: dict | li
     if metric not in METRIC_KEYS:
         raise ValueError(f"metric: {metric!r} is not one of {list(METRIC_KEYS)}")
     runs = check_variants(variants)
-    first_variant, first_runs = next(iter(runs.items()))
-    groups = _subset_names(first_runs[0], f"variants[{first_variant!r}][0]")
-    sizes = {g: first_runs[0]["subsets"][g].get("n_pairs") for g in groups}
+    base_runs = as_runs(baseline, "baseline") if baseline is not None else None
+    # The same check as the per-type table's: every run, baseline included, scored on the same pair sets.
+    sizes = pair_sets(runs | ({"constant baseline": base_runs} if base_runs else {}), "per_type_plot")
+    if not sizes:
+        raise ValueError("per_type_plot: the metric files have no 'subsets' (change / no-change / change types); "
+                         "a per-type figure needs a dataset scored by pair set")
+    groups = list(sizes)
     series = {}
     for variant, group_runs in runs.items():
-        values = _subset_values(group_runs, groups, metric, f"variants[{variant!r}]", sizes)
-        stats = [_mean_sd([100 * v for v in row]) for row in values]
-        series[variant] = ([m for m, _ in stats], [sd for _, sd in stats] if len(group_runs) > 1 else None)
-    base = None
-    if baseline is not None:
-        base_runs = as_runs(baseline, "baseline")
-        base = [mean(100 * v for v in row) for row in _subset_values(base_runs, groups, metric, "baseline", sizes)]
-    first = first_runs[0]
+        stats = [summarise_runs(group_runs, g) for g in groups]
+        series[variant] = ([100 * s["mean"][metric] for s in stats],
+                           [100 * s["sd"][metric] for s in stats] if len(group_runs) > 1 else None)
+    base = [100 * summarise_runs(base_runs, g)["mean"][metric] for g in groups] if base_runs else None
+    first = next(iter(runs.values()))[0]
     if title is None:
         title = f"{METRIC_LABELS[metric]} by pair set ({first['split']} split)"
-    labels = [f"{g}\n(n={sizes[g]})" if sizes[g] is not None else g for g in groups]
+    labels = [f"{g}\n(n={sizes[g]})" for g in groups]
     with rc_context(figure_style()):
         fig = Figure(figsize=(max(7.0, 1.0 + 1.2 * len(groups)), 4.2), layout="constrained")
         ax = fig.subplots()

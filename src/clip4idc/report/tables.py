@@ -180,8 +180,9 @@ def _check_same_set(groups: Mapping[str, list[dict]], where: str) -> None:
         raise ValueError(f"{where}: metric files were scored on different sets (split, n_pairs): {scored}")
 
 
-def _pair_sets(groups: Mapping[str, list[dict]], where: str) -> dict[str, int]:
-    """{pair set: n_pairs}, the same for every run of every group, else ValueError naming both runs."""
+def pair_sets(groups: Mapping[str, list[dict]], where: str) -> dict[str, int]:
+    """{pair set: n_pairs} in print order (`SUBSET_NAMES`), the same for every run of every group, else
+    ValueError naming both runs. Empty where the metric files score no pair sets."""
     found: dict[tuple, str] = {}
     for name, runs in groups.items():
         for run in runs:
@@ -190,8 +191,9 @@ def _pair_sets(groups: Mapping[str, list[dict]], where: str) -> dict[str, int]:
             found.setdefault(sets, f"{name} (seed {run['seed']})")
     if len(found) > 1:
         (first, a), (second, b) = list(found.items())[:2]
-        raise ValueError(f"{where}: runs were scored on different pair sets: {a} has {dict(first) or 'none'}, "
-                         f"{b} has {dict(second) or 'none'}; re-run evaluate for all of them")
+        raise ValueError(f"{where}: runs were scored on different pair sets (every run must be scored on the "
+                         f"same pairs): {a} has {dict(first) or 'none'}, {b} has {dict(second) or 'none'}; "
+                         f"re-run evaluate for all of them")
     return dict(next(iter(found)))
 
 
@@ -405,7 +407,7 @@ def _paired_table(runs: dict[str, list[dict]], label: str, suffix: str) -> list[
 def _pertype_table(runs: dict[str, list[dict]], baseline: list[dict] | None, label: str,
                    suffix: str) -> list[str]:
     groups = dict(runs) | ({"constant baseline": baseline} if baseline is not None else {})
-    sets = _pair_sets(groups, f"per-type table on {label}")
+    sets = pair_sets(groups, f"per-type table on {label}")
     if not sets:
         return [f"% No per-type table on {latex_escape(label)}: the metric files score no change / no-change "
                 "or change-type pair sets (the data has none).", ""]
