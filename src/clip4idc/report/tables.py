@@ -377,7 +377,8 @@ def _paired_table(runs: dict[str, list[dict]], label: str, suffix: str) -> list[
     tests = paired_tests(runs)  # raises naming both variants when their seeds differ
     if not tests:
         return [f"% No paired test on {latex_escape(label)}: it needs two variants, got {list(runs)}.", ""]
-    n = next(iter(next(iter(tests.values())).values())).n
+    first = next(iter(next(iter(tests.values())).values()))  # every test of a run set has the same seeds
+    n = first.n
     if n < 2:
         return [f"% No paired test on {latex_escape(label)}: one seed per variant; a test over seeds "
                 "needs at least two (`seeds` in params.yaml).", ""]
@@ -393,7 +394,7 @@ def _paired_table(runs: dict[str, list[dict]], label: str, suffix: str) -> list[
             undefined |= test.reason == IDENTICAL
             cells += [_signed_x100(test.mean_diff), "--" if test.p is None else _p_value(test.p)]
         body.append(_row([f"{SHORT_LABELS[a]} vs {SHORT_LABELS[b]}", *cells]))
-    seeds = ", ".join(latex_escape(str(s)) for s in next(iter(next(iter(tests.values())).values())).seeds)
+    seeds = ", ".join(latex_escape(str(s)) for s in first.seeds)
     caption = (rf"Paired $t$-test between variants on {latex_escape(label)} ({_scored_on(next(iter(runs.values())))}): "
                rf"two-sided, over $n={n}$ seeds ({seeds}), runs paired by seed (a seed gives both variants the same "
                rf"data order and captioner initialisation); $n-1={n - 1}$ degrees of freedom. "
