@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import open_clip
 import pytest
 import torch
 
@@ -38,7 +39,7 @@ def test_training_is_retrieval_shifted_by_one(tok):
     full = tok.retrieval(captions)
     out = tok.training(captions)
     assert full.shape == (3, 24)
-    assert out["input_ids"].shape == out["target_ids"].shape == out["target_mask"].shape == (3, 23)
+    assert out["input_ids"].shape == out["target_ids"].shape == out["target_mask"].shape == (3, 24)
     assert out["target_mask"].dtype == torch.bool
     for i in range(3):
         n = int((full[i] == tok.eot_id).nonzero()[0])  # index of <end> = caption tokens + 1
@@ -46,11 +47,30 @@ def test_training_is_retrieval_shifted_by_one(tok):
         assert torch.equal(out["input_ids"][i, :n], full[i, :n])
         assert torch.equal(out["target_ids"][i, :n], full[i, 1:n + 1])
         assert out["target_ids"][i, n - 1] == tok.eot_id
-        assert out["target_mask"][i].tolist() == [True] * n + [False] * (23 - n)
+        real = out["target_ids"][i, :n] != 0
+        assert out["target_mask"][i].tolist() == real.tolist() + [False] * (24 - n)
         assert tok.eot_id not in out["input_ids"][i].tolist()
-    # "!" is BPE id 0, the padding value: the mask, not the id, says what is padding.
-    assert 0 in out["target_ids"][1, :out["target_mask"][1].sum()].tolist()
+    # "!" is BPE id 0, the padding value. The authors' loss ignores id 0 (CrossEntropyLoss(ignore_index=0)),
+    # so a real "!" of a caption is not a target either, though it stays in the teacher-forced input.
+    bang = out["target_ids"][1].tolist().index(0)
+    assert bang < int((full[1] == tok.eot_id).nonzero()[0]) and not out["target_mask"][1, bang]
+    assert out["input_ids"][1, bang + 1] == 0
+    assert out["target_mask"][0].sum() == int((full[0] == tok.eot_id).nonzero()[0])
     assert out["target_mask"][2].sum() == 1  # empty caption: just <end>
+
+
+def test_captions_keep_max_tokens_minus_one_tokens_as_the_authors():
+    """The authors' caption loader (max_words 32): the caption keeps 31 tokens, the input is <start> + 31,
+    the target 31 + <end>, 32 positions each. CLIP's text encoder (retrieval) keeps 30 between <start>/<end>."""
+    tok = CaptionTokenizer("ViT-B-32-quickgelu", 32)
+    long = " ".join(f"cube{i}" if i % 2 else "cube" for i in range(40))
+    words = open_clip.get_tokenizer("ViT-B-32-quickgelu").encode(long)
+    assert len(words) > 40
+    out = tok.training([long])
+    assert out["input_ids"].shape == (1, 32) and out["target_mask"].all()
+    assert out["input_ids"][0].tolist() == [tok.sot_id] + words[:31]
+    assert out["target_ids"][0].tolist() == words[:31] + [tok.eot_id]
+    assert tok.retrieval([long])[0].tolist() == [tok.sot_id] + words[:30] + [tok.eot_id]
 
 
 def test_truncation_keeps_end_token():
@@ -61,14 +81,53 @@ def test_truncation_keeps_end_token():
     out = tok.training([long])
     assert out["target_ids"][0, -1] == tok.eot_id and out["target_mask"].all()
     assert tok.eot_id not in out["input_ids"][0].tolist()
-    assert tok.decode(full) == [" ".join(["cube"] * 6)]
+    assert tok.decode(out["target_ids"]) == [" ".join(["cube"] * 7)]
 
 
 def test_decode_round_trip_lowercases(tok):
-    assert tok.decode(tok.retrieval(["The Blue CUBE became Yellow"])) == ["the blue cube became yellow"]
-    targets = tok.training(["a small sphere was added"])["target_ids"]
-    assert tok.decode(targets) == ["a small sphere was added"]  # cut at <end>, padding dropped
-    assert tok.decode([[tok.sot_id, tok.eot_id, 320]]) == [""]
+    targets = tok.training(["The Blue CUBE became Yellow", "a small sphere was added"])["target_ids"]
+    assert tok.decode(targets) == ["the blue cube became yellow", "a small sphere was added"]  # cut at <end>
+    assert tok.decode([[tok.eot_id, 320]]) == [""]
+
+
+# The authors' evaluation (main_task_caption.py, eval_epoch) BPE-decodes every generated id with their
+# tokenizer, cuts the text at the first "<|endoftext|>", then at the first "!", and strips. The expected
+# strings below were produced by running exactly that on these ids with their tokenizer
+# (modules/tokenization_clip.py); they are facts about their output, not a re-derivation of ours.
+_EOT, _SOT = 49407, 49406
+
+
+def _enc(text):
+    return open_clip.get_tokenizer("ViT-B-32-quickgelu").encode(text)
+
+
+def _bytes(text):  # byte-level BPE tokens (no end-of-word mark) spelling `text`
+    t = open_clip.get_tokenizer("ViT-B-32-quickgelu")
+    return [t.encoder[t.byte_encoder[b]] for b in text.encode()]
+
+
+AUTHORS_POSTPROCESSING = [
+    ("cut at the end token", lambda: _enc("the blue ball moved") + [_EOT] + _enc("to the left"),
+     "the blue ball moved"),
+    ("end token first", lambda: [_EOT] + _enc("the cube"), ""),
+    ("no end token", lambda: _enc("the small cube changed to red"), "the small cube changed to red"),
+    ("a generated start token stays as text", lambda: [_SOT] + _enc("the cube moved") + [_EOT],
+     "<|startoftext|>the cube moved"),
+    ("padding id 0 inside", lambda: _enc("no change") + [0] + _enc("cube") + [_EOT], "no change"),
+    ("a generated '!' cuts too", lambda: _enc("wow! the cube moved") + [_EOT], "wow"),
+    ("'<|endoftext|>' spelled by ordinary tokens", lambda: _enc("the cube") + _bytes("<|endoftext|")
+     + [open_clip.get_tokenizer("ViT-B-32-quickgelu").encoder["></w>"]] + _enc("moved"), "the cube"),
+    ("padding after the end token", lambda: _enc("the red sphere") + [_EOT, 0, 0], "the red sphere"),
+    ("start token after the end token", lambda: _enc("a cube") + [_EOT, _SOT], "a cube"),
+    ("padding only", lambda: [0, 0, 0], ""),
+    ("start token mid-caption", lambda: _enc("the") + [_SOT] + _enc("cube is gone") + [_EOT],
+     "the <|startoftext|>cube is gone"),
+]
+
+
+@pytest.mark.parametrize("case, ids, expected", AUTHORS_POSTPROCESSING, ids=[c[0] for c in AUTHORS_POSTPROCESSING])
+def test_decode_post_processes_as_the_authors(case, ids, expected):
+    assert CaptionTokenizer("ViT-B-32-quickgelu", 32).decode([ids()]) == [expected]
 
 
 def test_tokenizer_validates(tok):

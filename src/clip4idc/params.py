@@ -122,7 +122,7 @@ class ModelParams(Section):
     arch: str                          # an open_clip architecture name (ours live in model_configs/)
     pretrained: str                    # "pipeline" (the pretrain stage's weights), "openai", or a file path
     intra_layers: int = Field(ge=1)    # CLIP blocks run on each image alone; the rest run on the joint pair
-    max_tokens: int = Field(ge=4)      # caption length incl. <start>/<end> (paper: 32)
+    max_tokens: int = Field(ge=4)      # the authors' max_words (paper: 32): text positions, see text.py
     captioner: CaptionerParams
 
 

@@ -3,6 +3,12 @@
 CLIP BPE as in open_clip: text is cleaned and lower-cased, `<start_of_text> … <end_of_text>`.
 Padding is id 0, which is also the BPE token "!", so padding is never detected by value: the
 training targets come with an explicit mask.
+
+Lengths follow the authors' data loaders, with `max_tokens` their `max_words` (paper: 32):
+- retrieval (CLIP's text encoder): `<start>` + at most max_tokens - 2 caption tokens + `<end>`,
+  max_tokens in all;
+- captioning (teacher forcing): at most max_tokens - 1 caption tokens, input `<start>` + caption and
+  target caption + `<end>`, each max_tokens long.
 """
 from __future__ import annotations
 
@@ -14,12 +20,14 @@ from open_clip.tokenizer import SimpleTokenizer
 
 from .models.build import get_tokenizer
 
+AUTHORS_START, AUTHORS_END = "<|startoftext|>", "<|endoftext|>"
+
 
 class CaptionTokenizer:
     pad_id = 0
 
     def __init__(self, arch: str, max_tokens: int):
-        """max_tokens: caption length including <start> and <end> (paper: 32)."""
+        """max_tokens: the authors' `max_words` (paper: 32), the length of every token sequence (see above)."""
         self._bpe = get_tokenizer(arch)  # validates `arch`
         if not isinstance(self._bpe, SimpleTokenizer):
             raise ValueError(f"architecture {arch!r} uses {type(self._bpe).__name__}; only CLIP's BPE "
@@ -31,40 +39,49 @@ class CaptionTokenizer:
         self.max_tokens = max_tokens
         self.sot_id = self._bpe.sot_token_id
         self.eot_id = self._bpe.eot_token_id
-
-    def _ids(self, caption: str) -> list[int]:
-        # Truncate like open_clip: keep the first words, always end with <end>.
-        return [self.sot_id] + self._bpe.encode(caption)[:self.max_tokens - 2] + [self.eot_id]
+        # open_clip names them <start_of_text>/<end_of_text>; the authors' tokenizer, whose text
+        # the evaluation cuts, <|startoftext|>/<|endoftext|> (same ids).
+        self._authors_names = {self.sot_id: AUTHORS_START, self.eot_id: AUTHORS_END}
 
     def retrieval(self, captions: Sequence[str] | str) -> torch.Tensor:
         """`<start> caption <end>` padded with 0 → LongTensor [N, max_tokens], for CLIP's text encoder."""
         return self._bpe(captions, context_length=self.max_tokens)
 
     def training(self, captions: Sequence[str] | str) -> dict[str, torch.Tensor]:
-        """Teacher forcing: input `<start> caption`, target `caption <end>`, both [N, max_tokens - 1].
+        """Teacher forcing: input `<start> caption`, target `caption <end>`, both [N, max_tokens].
 
-        target_mask is True up to and including the end token.
+        As the authors' caption loaders: the caption keeps its first max_tokens - 1 tokens, so the
+        input and the target each fill at most max_tokens positions. target_mask says which targets
+        the loss counts: those up to and including the end token, except id 0. The authors' loss is
+        `CrossEntropyLoss(ignore_index=0)`, which skips a real "!" (id 0) of a caption as it skips padding.
         """
         captions = [captions] if isinstance(captions, str) else list(captions)
-        length = self.max_tokens - 1
+        length = self.max_tokens
         input_ids = torch.full((len(captions), length), self.pad_id, dtype=torch.long)
         target_ids = torch.full((len(captions), length), self.pad_id, dtype=torch.long)
         target_mask = torch.zeros(len(captions), length, dtype=torch.bool)
         for i, caption in enumerate(captions):
-            ids = self._ids(caption)
-            n = len(ids) - 1
-            input_ids[i, :n] = torch.tensor(ids[:-1])
-            target_ids[i, :n] = torch.tensor(ids[1:])
+            words = self._bpe.encode(caption)[:length - 1]
+            n = len(words) + 1
+            input_ids[i, :n] = torch.tensor([self.sot_id] + words)
+            target_ids[i, :n] = torch.tensor(words + [self.eot_id])
             target_mask[i, :n] = True
+        target_mask &= target_ids != self.pad_id
         return {"input_ids": input_ids, "target_ids": target_ids, "target_mask": target_mask}
 
     def decode(self, ids: torch.Tensor | Sequence[Sequence[int]]) -> list[str]:
-        """Generated ids → text: cut at the first <end>, drop <start>, undo BPE, strip."""
+        """Generated ids → caption text, post-processed exactly as the authors' evaluation does.
+
+        Every id is BPE-decoded, the special tokens under the authors' names (`<|startoftext|>`,
+        `<|endoftext|>`); the text is cut at the first "<|endoftext|>", then at the first "!"
+        anywhere (the padding id 0 decodes to "!", and the authors cut at the character, so a
+        generated "!" ends the caption too), then stripped. A generated <start> stays in the text.
+        """
         rows = ids.tolist() if isinstance(ids, torch.Tensor) else [list(r) for r in ids]
         texts = []
         for row in rows:
-            if self.eot_id in row:
-                row = row[:row.index(self.eot_id)]
-            row = [t for t in row if t != self.sot_id]
-            texts.append(self._bpe.decode(row).strip())
+            text = "".join(self._authors_names.get(t) or self._bpe.decoder[t] for t in row)
+            text = bytearray(self._bpe.byte_decoder[c] for c in text).decode("utf-8", errors="replace")
+            text = text.replace("</w>", " ").split(AUTHORS_END, 1)[0].split("!", 1)[0]
+            texts.append(text.strip())
         return texts
