@@ -158,7 +158,8 @@ def main() -> None:
                    progress=False)
         synth_s = time.perf_counter() - start
         start = time.perf_counter()
-        summary = prepare(root, out, reader="clevr_change", image_size=args.image_size, workers=2, progress=False)
+        summary = prepare(root, out, reader="clevr_change", image_size=args.image_size, empty_references="drop",
+                          workers=2, progress=False)
         prep_s = time.perf_counter() - start
         n_images = summary["n_images"]
 

@@ -27,7 +27,7 @@ def data_synth_root(tmp_path_factory):
 def data_prepared_dir(data_synth_root, tmp_path_factory):
     from clip4idc.data.prepare import prepare
     out = tmp_path_factory.mktemp("data") / "prepared"
-    prepare(data_synth_root, out, reader="clevr_change", image_size=32, progress=False)
+    prepare(data_synth_root, out, reader="clevr_change", image_size=32, empty_references="drop", progress=False)
     return out
 
 

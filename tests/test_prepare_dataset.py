@@ -62,8 +62,8 @@ def test_cache_row_is_a_plain_bicubic_resize(data_synth_root, data_prepared):
 
 
 def test_parallel_prepare_is_identical(data_synth_root, data_prepared_dir, tmp_path):
-    summary = prepare(data_synth_root, tmp_path / "p2", reader="clevr_change", image_size=SIZE, workers=2,
-                      progress=False)
+    summary = prepare(data_synth_root, tmp_path / "p2", reader="clevr_change", image_size=SIZE,
+                      empty_references="drop", workers=2, progress=False)
     assert summary == json.loads((data_prepared_dir / "summary.json").read_text())
     assert np.array_equal(np.load(tmp_path / "p2" / "images.npy"), np.load(data_prepared_dir / "images.npy"))
 
@@ -75,7 +75,8 @@ def test_corrupt_image_is_named_and_nothing_is_written(data_synth_root, tmp_path
     bad.write_bytes(bad.read_bytes()[:60])  # a truncated PNG
     (root / "images" / "CLEVR_default_000011.png").write_bytes(b"not a png")
     with pytest.raises(ImageDecodeError, match="2 image") as err:
-        prepare(root, tmp_path / "out", reader="clevr_change", image_size=SIZE, workers=workers, progress=False)
+        prepare(root, tmp_path / "out", reader="clevr_change", image_size=SIZE, empty_references="drop",
+                workers=workers, progress=False)
     assert "sc_images/CLEVR_semantic_000005.png" in str(err.value)
     assert "images/CLEVR_default_000011.png" in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]  # no out, no temporary sibling

@@ -55,11 +55,11 @@ def test_spot_the_diff_records(tmp_path):
     assert [(r.split, r.pair_id) for r in records] == [
         ("train", "12"), ("train", "7"), ("val", "300"), ("val", "301"), ("test", "5000"), ("test", "41")]
     by_id = {r.pair_id: r for r in records}
-    # the two "12" entries merge, sentences in file order, stripped, empty ones dropped
-    assert by_id["12"].references == ("the car is gone", "a man appears", "there is a new bike")
+    # the two "12" entries merge, sentences in file order, stripped; empty ones stay (prepare decides)
+    assert by_id["12"].references == ("the car is gone", "a man appears", "", "there is a new bike")
     assert by_id["7"].references == ("the truck moved",)
-    assert by_id["301"].references == ("two people left", "a cart arrived")
-    assert [len(r.references) for r in records] == [3, 1, 1, 2, 1, 1]
+    assert by_id["301"].references == ("two people left", "a cart arrived", "")
+    assert [len(r.references) for r in records] == [4, 1, 1, 3, 1, 1]
     r = by_id["5000"]
     assert (r.before, r.after, r.group) == ("resized_images/5000.png", "resized_images/5000_2.png", "5000")
     assert all(r.changed and r.change_type is None and r.group == r.pair_id for r in records)
@@ -104,14 +104,59 @@ def test_spot_the_diff_malformed_entry(tmp_path):
         read_spot_the_diff(tmp_path)
 
 
-def test_spot_the_diff_pair_without_sentences_is_left_out_with_a_warning(tmp_path):
-    # The official val.json has such entries (e.g. img_id 8069: "sentences": [""]).
-    _spot_tree(tmp_path, {**SPOT, "val": SPOT["val"] + [{"img_id": "302", "sentences": ["", " "]}]})
-    with pytest.warns(UserWarning, match=r"1 pair\(s\) have no non-empty sentence and are left out: 302"):
-        records = read_spot_the_diff(tmp_path)
-    assert "302" not in {r.pair_id for r in records}
-    _spot_tree(tmp_path, SPOT)
-    assert len(records) == len(read_spot_the_diff(tmp_path))
+def test_spot_the_diff_img_id_without_any_sentence_is_an_error(tmp_path):
+    _spot_tree(tmp_path, {**SPOT, "val": SPOT["val"] + [{"img_id": "302", "sentences": []}]})
+    with pytest.raises(SpotTheDiffFormatError, match=r"1 img_id\(s\) have no sentence at all.*302"):
+        read_spot_the_diff(tmp_path)
+
+
+# As in the official files: pairs whose only sentence is "" in every split (train 37, val 4, test 7 there;
+# e.g. val 8069, test 9420), and a pair with an empty sentence beside others (val 13426).
+SPOT_EMPTY = {
+    "train": SPOT["train"] + [{"img_id": "3", "sentences": [""]}],
+    "val": SPOT["val"] + [{"img_id": "8069", "sentences": [""]}, {"img_id": "13426", "sentences": [""]},
+                          {"img_id": "13426", "sentences": ["the woman is gone"]}],
+    "test": SPOT["test"] + [{"img_id": "9420", "sentences": [""]}, {"img_id": "8682", "sentences": [""]}],
+}
+
+
+@pytest.mark.parametrize("policy", ["keep", "drop"])
+def test_spot_the_diff_empty_references_kept_as_the_authors_or_left_out(tmp_path, policy):
+    """keep (paper profile): the authors' ground truth scores all test pairs, those whose only sentence is
+    "" included (1,270 on the real test set, 7 of them ""); drop: they are left out of every split."""
+    from clip4idc.evaluate import evaluate_predictions
+
+    root, out = _spot_tree(tmp_path / "spot", SPOT_EMPTY), tmp_path / "prepared"
+    with pytest.warns(UserWarning) as caught:
+        summary = prepare(root, out, reader="spot_the_diff", image_size=16, empty_references=policy, progress=False)
+    lines = [str(w.message) for w in caught if "empty" in str(w.message)]  # one per split, naming every pair
+    what = "kept and scored against \"\"" if policy == "keep" else "left out"
+    assert lines == [
+        f"{root}, split train (prepare.empty_references: {policy}): 1 pair(s) whose only sentences are empty, "
+        f"{what}: 3; 1 pair(s) with an empty sentence beside others, that sentence "
+        f"{'kept' if policy == 'keep' else 'dropped'}",
+        f"{root}, split val (prepare.empty_references: {policy}): 1 pair(s) whose only sentences are empty, "
+        f"{what}: 8069; 2 pair(s) with an empty sentence beside others, that sentence "
+        f"{'kept' if policy == 'keep' else 'dropped'}",
+        f"{root}, split test (prepare.empty_references: {policy}): 2 pair(s) whose only sentences are empty, "
+        f"{what}: 9420, 8682"]
+
+    refs = {split: json.loads((out / "references" / f"{split}.json").read_text()) for split in ("train", "val", "test")}
+    if policy == "keep":
+        assert list(refs["test"]) == ["5000", "41", "9420", "8682"]
+        assert refs["test"]["9420"] == [""] and refs["train"]["3"] == [""]
+        assert refs["val"]["13426"] == ["", "the woman is gone"] and refs["train"]["12"][2] == ""
+    else:
+        assert list(refs["test"]) == ["5000", "41"] and "3" not in refs["train"] and "8069" not in refs["val"]
+        assert refs["val"]["13426"] == ["the woman is gone"] and "" not in refs["train"]["12"]
+    assert {s: v["pairs"] for s, v in summary["splits"].items()} == {s: len(r) for s, r in refs.items()}
+    assert summary["empty_references"] == policy
+
+    predictions = tmp_path / "predictions.json"
+    predictions.write_text(json.dumps({i: "the bus is gone" for i in refs["test"]}))
+    scored = evaluate_predictions(predictions, out / "references" / "test.json", tmp_path / "metrics.json",
+                                  variant="adapt", seed=1, split="test")
+    assert scored["n_pairs"] == (4 if policy == "keep" else 2)
 
 
 # ----------------------------------------------------------------------------------------- Image-Editing-Request
@@ -156,8 +201,8 @@ def test_ier_records(tmp_path):
     by_id = {r.pair_id: r for r in records}
     assert by_id["Reddit_1"].references == ("remove the man",)
     assert by_id["Reddit_10"].references == ("crop it", "Crop the image", "crop the image, add the effect")
-    assert by_id["Reddit_21"].references == ("color the sky blue", "Make the sky blue")
-    assert [len(r.references) for r in records] == [1, 1, 1, 3, 3, 2]
+    assert by_id["Reddit_21"].references == ("color the sky blue", "Make the sky blue", "")
+    assert [len(r.references) for r in records] == [1, 1, 1, 3, 3, 3]
     # two uids on one image pair stay separate records with their own group
     assert (by_id["Reddit_1"].before, by_id["Reddit_1"].after) == (by_id["Reddit_3"].before, by_id["Reddit_3"].after) \
         == ("images/Reddit.com_a1_a1.jpg", "images/Reddit.com_a1_x.jpg")
@@ -208,7 +253,8 @@ def test_ier_malformed_entry(tmp_path):
 def test_prepare_ier(tmp_path):
     root = _ier_tree(tmp_path / "ier")
     out = tmp_path / "prepared"
-    summary = prepare(root, out, reader="ier", image_size=32, workers=1, progress=False)
+    with pytest.warns(UserWarning, match=r"split test \(prepare.empty_references: drop\): 1 pair\(s\) with an empty"):
+        summary = prepare(root, out, reader="ier", image_size=32, empty_references="drop", workers=1, progress=False)
     assert summary["reader"] == "ier" and summary["n_images"] == 10  # 12 names, one pair shared by 2 uids
     assert {s: v["pairs"] for s, v in summary["splits"].items()} == {"train": 3, "val": 1, "test": 2}
     images = np.load(out / "images.npy")

@@ -188,7 +188,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         from .data.fetch import dataset_root
         from .data.prepare import prepare
         prepare(dataset_root(args.raw, cfg, args.dataset), args.out, reader=cfg.data[args.dataset].format,
-                image_size=cfg.prepare.image_size, workers=cfg.prepare.workers, progress=progress)
+                image_size=cfg.prepare.image_size, workers=cfg.prepare.workers,
+                empty_references=cfg.prepare.empty_references, progress=progress)
     elif args.stage == "pretrain":
         from .train.pretrain import export_clip, pretrain
         if cfg.model.pretrained == "pipeline":

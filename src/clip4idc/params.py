@@ -109,6 +109,10 @@ class DownloadParams(Section):
 class PrepareParams(Section):
     image_size: int = Field(ge=16)
     workers: int = Field(ge=1)
+    # Sentences that are empty as distributed (Spot-the-Diff has pairs whose only sentence is ""):
+    # keep = every sentence as the authors use it (such a pair is trained on and scored against "");
+    # drop = empty sentences removed, and a pair left without any left out of every stage.
+    empty_references: Literal["keep", "drop"]
 
 
 class CaptionerParams(Section):

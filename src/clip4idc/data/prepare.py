@@ -13,8 +13,10 @@ Layout of a prepared directory (written whole or not at all):
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from itertools import repeat
 from pathlib import Path
@@ -26,6 +28,7 @@ from tqdm import tqdm
 
 from ..io import atomic_path
 from .readers import read_dataset
+from .readers._common import examples
 from .records import SPLITS, PairRecord
 
 _CHUNK = 64      # images per worker task
@@ -87,21 +90,59 @@ def _fill_cache(images: np.ndarray, root: Path, paths: list[str], size: int, wor
                                + (f"; ... ({len(failures) - _EXAMPLES} more)" if len(failures) > _EXAMPLES else ""))
 
 
+def _blank(sentence: str) -> bool:
+    return not sentence.strip()
+
+
+def apply_empty_references(records: list[PairRecord], policy: str, root: Path) -> list[PairRecord]:
+    """Keep or drop sentences that are empty as distributed (`prepare.empty_references`).
+
+    keep: every sentence as the authors use it; a pair whose only sentence is "" is trained on and
+    scored against "" (the authors' Spot-the-Diff test set has 7 such pairs among its 1,270).
+    drop: empty sentences are removed, and a pair left without any is left out of every stage.
+    Either way one warning per split names the pairs whose every sentence is empty.
+    """
+    if policy not in ("keep", "drop"):
+        raise ValueError(f"prepare: empty_references must be 'keep' or 'drop', got {policy!r}")
+    for split in SPLITS:
+        only_empty = [r.pair_id for r in records if r.split == split and all(map(_blank, r.references))]
+        partly = sum(1 for r in records if r.split == split and any(map(_blank, r.references))) - len(only_empty)
+        said = []
+        if only_empty:
+            what = "kept and scored against \"\"" if policy == "keep" else "left out"
+            said.append(f"{len(only_empty)} pair(s) whose only sentences are empty, {what}: {examples(only_empty)}")
+        if partly:
+            said.append(f"{partly} pair(s) with an empty sentence beside others, that sentence "
+                        f"{'kept' if policy == 'keep' else 'dropped'}")
+        if said:
+            warnings.warn(f"{root}, split {split} (prepare.empty_references: {policy}): " + "; ".join(said),
+                          stacklevel=2)
+    if policy == "keep":
+        return records
+    kept = []
+    for r in records:
+        sentences = tuple(c for c in r.references if not _blank(c))
+        if sentences:
+            kept.append(dataclasses.replace(r, references=sentences))
+    return kept
+
+
 def _split_summary(records: list[PairRecord]) -> dict[str, int]:
     return {"pairs": len(records), "change_pairs": sum(r.changed for r in records),
             "no_change_pairs": sum(not r.changed for r in records),
             "references": sum(len(r.references) for r in records)}
 
 
-def prepare(root: str | Path, out_dir: str | Path, *, reader: str, image_size: int, workers: int = 1,
-            progress: bool = True) -> dict:
-    """Read the dataset at `root` with `reader` and write the prepared directory `out_dir`."""
+def prepare(root: str | Path, out_dir: str | Path, *, reader: str, image_size: int, empty_references: str,
+            workers: int = 1, progress: bool = True) -> dict:
+    """Read the dataset at `root` with `reader` and write the prepared directory `out_dir`
+    (`empty_references`: see `apply_empty_references`)."""
     if not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"prepare: image_size must be a positive integer, got {image_size!r}")
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"prepare: workers must be an integer >= 1, got {workers!r}")
     root = Path(root)
-    records = read_dataset(reader, root)
+    records = apply_empty_references(read_dataset(reader, root), empty_references, root)
     if not records:
         raise ValueError(f"prepare: the {reader} reader found no pairs under {root}")
     by_split = {split: [r for r in records if r.split == split] for split in SPLITS}
@@ -113,7 +154,7 @@ def prepare(root: str | Path, out_dir: str | Path, *, reader: str, image_size: i
 
     paths = _unique_images(records)
     row = {p: i for i, p in enumerate(paths)}
-    summary = {"reader": reader, "image_size": image_size, "n_images": len(paths),
+    summary = {"reader": reader, "image_size": image_size, "n_images": len(paths), "empty_references": empty_references,
                "splits": {split: _split_summary(recs) for split, recs in by_split.items()}}
 
     with atomic_path(out_dir) as tmp:

@@ -56,9 +56,10 @@ def load_entries(path: Path, fields: dict[str, str], error: type[ValueError]) ->
     return raw
 
 
-def clean_sentences(sentences: list[str]) -> tuple[str, ...]:
-    """Sentences stripped of surrounding whitespace, empty ones dropped, order kept."""
-    return tuple(s.strip() for s in sentences if s.strip())
+def strip_sentences(sentences: list[str]) -> tuple[str, ...]:
+    """Sentences stripped of surrounding whitespace, order kept. Empty ones stay: what to do with them
+    is `prepare.empty_references`' decision, not the reader's."""
+    return tuple(s.strip() for s in sentences)
 
 
 def check_images(root: Path, paths: Iterable[str], error: type[ValueError], dataset: str) -> None:

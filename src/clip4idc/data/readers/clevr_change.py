@@ -77,9 +77,10 @@ def _captions(root: Path, name: str, raw: Any, scenes: list[int]) -> dict[int, t
         if caps is None or caps == []:
             missing.append(f"CLEVR_default_{n:06d}.png")
             continue
-        if not isinstance(caps, list) or not all(isinstance(c, str) and c.strip() for c in caps):
-            raise ClevrChangeFormatError(f"{where}: CLEVR_default_{n:06d}.png must map to a list of non-empty strings")
-        out[n] = tuple(caps)  # verbatim: references are scored as distributed
+        if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+            raise ClevrChangeFormatError(f"{where}: CLEVR_default_{n:06d}.png must map to a list of strings")
+        # Verbatim: references are scored as distributed (an empty one is prepare.empty_references' matter).
+        out[n] = tuple(caps)
     if missing:
         raise ClevrChangeFormatError(f"{where}: {len(missing)} scene(s) of splits.json have no captions: "
                                      f"{_examples(missing)}")

@@ -8,9 +8,10 @@ Root layout (as the download stage writes it):
   The split named `valid` is our split `val`.
 
 One record per uid (evaluation is per uid; several uids may share an image pair and stay separate):
-pair_id = group = uid, before `images/<img0>`, after `images/<img1>`, references = sents (stripped,
-empty ones dropped; train has 1 per uid, valid/test 3, not enforced), changed=True, no change type.
-A uid seen twice (within or across files) is an error.
+pair_id = group = uid, before `images/<img0>`, after `images/<img1>`, references = sents (stripped;
+train has 1 per uid, valid/test 3, not enforced), changed=True, no change type. A uid seen twice
+(within or across files), or one without any sentence, is an error. Empty sentences are kept for
+`prepare` to keep or drop (`prepare.empty_references`).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import os
 from pathlib import Path
 
 from ..records import PairRecord
-from ._common import DatasetFormatError, annotation_file, check_images, clean_sentences, examples, load_entries
+from ._common import DatasetFormatError, annotation_file, check_images, examples, load_entries, strip_sentences
 
 IMAGE_DIR = "images"
 SPLIT_FILES = {"train": "train.json", "val": "valid.json", "test": "test.json"}  # our split -> file
@@ -45,7 +46,7 @@ def read_ier(root: str | os.PathLike) -> list[PairRecord]:
                 duplicates.append(f"{uid} ({seen[uid]} and {where})")
                 continue
             seen[uid] = where
-            references = clean_sentences(entry["sents"])
+            references = strip_sentences(entry["sents"])
             if not references:
                 empty.append(f"{uid} ({where})")
                 continue
@@ -56,7 +57,7 @@ def read_ier(root: str | os.PathLike) -> list[PairRecord]:
         raise IerFormatError(f"Image-Editing-Request root {root}: {len(duplicates)} duplicate uid(s): "
                              f"{examples(duplicates)}")
     if empty:
-        raise IerFormatError(f"Image-Editing-Request root {root}: {len(empty)} uid(s) have no non-empty "
-                             f"sentence: {examples(empty)}")
+        raise IerFormatError(f"Image-Editing-Request root {root}: {len(empty)} uid(s) have no sentence at all "
+                             f"(\"sents\": []): {examples(empty)}")
     check_images(root, (p for r in records for p in (r.before, r.after)), IerFormatError, "Image-Editing-Request")
     return records

@@ -8,18 +8,19 @@ Root layout (as the download stage writes it):
   `{"img_id": "<string of digits>", "sentences": [str, ...]}`.
 
 The same img_id can appear in several entries of one file: they are merged into one pair whose
-references are all their sentences in file order (stripped; empty strings dropped). One record per
-img_id: pair_id = group = img_id, changed=True, no change type. An img_id in two split files, or a
-pair left without any sentence, is an error.
+references are all their sentences in file order (stripped), as the authors' reformat script does.
+One record per img_id: pair_id = group = img_id, changed=True, no change type. An img_id in two
+split files, or one without any sentence at all, is an error. Empty sentences are kept: the official
+files hold pairs whose only sentence is "" (37 in train, 4 in val, 7 in test) and a few with an
+empty sentence beside others; `prepare` keeps or drops them (`prepare.empty_references`).
 """
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 from ..records import SPLITS, PairRecord
-from ._common import DatasetFormatError, annotation_file, check_images, clean_sentences, examples, load_entries
+from ._common import DatasetFormatError, annotation_file, check_images, examples, load_entries, strip_sentences
 
 IMAGE_DIR = "resized_images"
 ANNOTATION_DIR = "annotations"
@@ -53,15 +54,11 @@ def read_spot_the_diff(root: str | os.PathLike) -> list[PairRecord]:
         raise SpotTheDiffFormatError(f"Spot-the-Diff root {root}: {len(clashes)} img_id(s) appear in more "
                                      f"than one split file: {examples(clashes)}")
     split_of = {i: splits[0] for i, splits in splits_of.items()}
-    references = {img_id: clean_sentences(sents) for img_id, sents in sentences.items()}
-    # The official annotations hold a few pairs whose only sentence is "" (val.json: img_ids 8069,
-    # 13818, 13426, ...). Without a reference such a pair can be neither trained on nor scored, so it
-    # is left out, and said so, rather than failing on the dataset as distributed.
-    empty = [f"{i} ({ANNOTATION_DIR}/{split_of[i]}.json)" for i, refs in references.items() if not refs]
-    if empty:
-        warnings.warn(f"Spot-the-Diff root {root}: {len(empty)} pair(s) have no non-empty sentence and are "
-                      f"left out: {examples(empty)}", stacklevel=2)
-        references = {i: refs for i, refs in references.items() if refs}
+    references = {img_id: strip_sentences(sents) for img_id, sents in sentences.items()}
+    none = [f"{i} ({ANNOTATION_DIR}/{split_of[i]}.json)" for i, refs in references.items() if not refs]
+    if none:
+        raise SpotTheDiffFormatError(f"Spot-the-Diff root {root}: {len(none)} img_id(s) have no sentence at all "
+                                     f"(\"sentences\": []): {examples(none)}")
     check_images(root, (f"{IMAGE_DIR}/{i}{suffix}" for i in references for suffix in (".png", "_2.png")),
                  SpotTheDiffFormatError, "Spot-the-Diff")
     return [PairRecord(pair_id=img_id, split=split_of[img_id], before=f"{IMAGE_DIR}/{img_id}.png",
