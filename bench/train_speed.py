@@ -42,7 +42,7 @@ from clip4idc.params import load
 from clip4idc.text import CaptionTokenizer
 from clip4idc.train.adapt import adapt_loss, adapt_model, adapt_optimizer, clamp_logit_scale
 from clip4idc.train.common import set_threads
-from clip4idc.train.finetune import build_caption_model, finetune_loss, finetune_optimizer
+from clip4idc.train.finetune import finetune_loss, finetune_model, finetune_optimizer
 from clip4idc.train.loop import Processes, autocast
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,7 +129,7 @@ class Stage:
             self.tokens = int((tokenizer.retrieval(texts) != 0).sum())
         else:
             cfg = params.finetune
-            self.model = build_caption_model("no-adapt", m, None).to(dev)
+            self.model = finetune_model("no-adapt", m, cfg, None).to(dev)
             self.opt = finetune_optimizer(self.model, cfg, T_TOTAL)
             self.loss = lambda model, b: finetune_loss(model, b, tokenizer, procs)
             self.after_step = None

@@ -15,7 +15,7 @@ import torch
 from clip4idc import params as params_mod
 from clip4idc.text import CaptionTokenizer
 from clip4idc.train.adapt import adapt_loss, adapt_model, adapt_optimizer
-from clip4idc.train.finetune import build_caption_model, finetune_loss, finetune_optimizer
+from clip4idc.train.finetune import finetune_loss, finetune_model, finetune_optimizer
 from clip4idc.train.loop import Processes
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,9 @@ def test_one_adaptation_step_at_paper_scale(paper):
 
 def test_one_finetuning_step_at_paper_scale(paper):
     torch.manual_seed(0)
-    model = build_caption_model("no-adapt", paper.model, None)
+    model = finetune_model("no-adapt", paper.model, paper.finetune, None)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and all(n.startswith(paper.finetune.freeze) for n in frozen)
     opt = finetune_optimizer(model, paper.finetune, t_total=20)
     for group in opt.param_groups:
         for p in group["params"]:
@@ -78,4 +80,5 @@ def test_one_finetuning_step_at_paper_scale(paper):
     # Two summed per-role means of a 49,408-way cross-entropy from random weights: about 2 ln 49408.
     assert 15 < loss.item() < 30
     moved = _step(model, loss, opt, paper.finetune.optim.max_grad_norm)
-    assert all(moved.values()), [n for n, m in moved.items() if not m]
+    assert not any(moved[n] for n in frozen)
+    assert all(moved[n] for n in moved if n not in frozen), [n for n, m in moved.items() if not m and n not in frozen]

@@ -110,7 +110,10 @@ def test_dataset_overrides_apply_after_the_profile():
     spot = params.resolve(copy.deepcopy(RAW), "paper", dataset="spot_the_diff")
     assert (clevr.adapt.epochs, clevr.adapt.distractor_swap_p) == (12, 0.5)
     assert (spot.adapt.epochs, spot.adapt.distractor_swap_p) == (20, 0.0)   # PAPER.md section 3; no distractors
-    assert spot.dataset == "spot_the_diff" and spot.finetune == clevr.finetune
+    assert spot.dataset == "spot_the_diff"
+    # The authors leave the token embedding trainable in fine-tuning for Spot-the-Diff only.
+    assert set(clevr.finetune.freeze) - set(spot.finetune.freeze) == {"captioner.token_embedding."}
+    assert spot.finetune.model_copy(update={"freeze": clevr.finetune.freeze}) == clevr.finetune
 
 
 def test_dataset_override_typos_are_named_even_when_not_resolving_that_dataset():

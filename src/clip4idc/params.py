@@ -158,7 +158,7 @@ class AdaptParams(Section):
     distractor_swap_p: float = Field(ge=0, le=1)   # CLEVR: before image replaced by the distractor
     select_split: Literal["val", "test"]            # authors: test; we default to val
     freeze: tuple[str, ...]                         # name prefixes of frozen parameters
-    max_logit_scale: float = Field(gt=0)            # clamp of log logit scale (ln 100)
+    max_logit_scale: float = Field(gt=0)            # clamp of the log logit scale after every step (ln 100)
     amp: bool                                       # bf16 autocast on a GPU; a CPU always runs fp32
     optim: OptimParams
 
@@ -166,7 +166,9 @@ class AdaptParams(Section):
 class FinetuneParams(Section):
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)                   # scenes (groups) per step
-    patience: int = Field(ge=1)                     # epochs without a gain before stopping
+    patience: int = Field(ge=1)                     # stop once more than this many epochs in a row bring
+                                                    # no gain (the authors' count: 10 stops after the 11th)
+    freeze: tuple[str, ...]                         # name prefixes of parameters frozen in fine-tuning
     select_split: Literal["val", "test"]
     select_metric: Literal["CIDEr", "BLEU-4", "METEOR", "ROUGE-L"]
     select_max_len: int = Field(ge=1)               # greedy steps when decoding select_split each epoch

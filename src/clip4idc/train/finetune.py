@@ -5,8 +5,9 @@ Three variants, one code path; they differ only in how the visual side is built:
   (this project's definition of CLIP-FT, see README);
 - `no-adapt`: the CLIP4IDC pair encoder initialised from CLIP (new pair params random);
 - `adapt`: the CLIP4IDC pair encoder initialised from the stage-1 (adaptation) checkpoint.
-The epoch with the best `select_metric` on `select_split` is kept; training stops after
-`patience` epochs without a gain.
+Parameters named in `freeze` are frozen, as the authors' caption script does with its freeze loop.
+The epoch with the best `select_metric` on `select_split` is kept (a tie: the later epoch); training
+stops once more than `patience` epochs in a row bring no gain (loop.select).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from ..models.build import create_clip
 from ..models.idc import AdaptModel, CaptionModel
 from ..params import VARIANTS, FinetuneParams, ModelParams
 from ..text import CaptionTokenizer
-from .common import load_checkpoint, save_checkpoint, seed_everything, set_threads
+from .common import freeze, load_checkpoint, save_checkpoint, seed_everything, set_threads
 from .loop import Evaluation, GlobalBatches, Processes, Resume, fingerprint, fit, processes, sum_over_processes
 from .losses import token_loss
 from .optim import BertAdam, build_optimizer
@@ -67,6 +68,14 @@ def build_caption_model(variant: str, model_cfg: ModelParams, clip_weights: str 
         raise ValueError(f"{adapt_checkpoint} is not an adaptation checkpoint (kind={ckpt.get('kind')!r})")
     adapted.load_state_dict(ckpt["state_dict"])
     return CaptionModel.from_clip(clip, joint=True, pair_encoder=adapted.pair_encoder, **kwargs)
+
+
+def finetune_model(variant: str, model_cfg: ModelParams, cfg: FinetuneParams, clip_weights: str | None,
+                   adapt_checkpoint: str | Path | None = None) -> CaptionModel:
+    """The model a fine-tuning run trains: `build_caption_model`, with `cfg.freeze` frozen."""
+    model = build_caption_model(variant, model_cfg, clip_weights, adapt_checkpoint)
+    freeze(model, cfg.freeze)
+    return model
 
 
 def load_caption_model(checkpoint: str | Path) -> tuple[CaptionModel, dict]:
@@ -115,7 +124,7 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
         dev = procs.device
         prepared = Prepared(prepared_dir)
         tokenizer = CaptionTokenizer(model_cfg.arch, model_cfg.max_tokens)
-        model = build_caption_model(variant, model_cfg, clip_weights, adapt_checkpoint).to(dev)
+        model = finetune_model(variant, model_cfg, cfg, clip_weights, adapt_checkpoint).to(dev)
 
         train_set = CaptionDataset(prepared, "train", seed=seed)
         batches = GlobalBatches(len(train_set), cfg.batch_size, seed, procs, stage="finetune")

@@ -272,6 +272,24 @@ class Resume:
             self.path.unlink(missing_ok=True)
 
 
+# ----------------------------------------------------------------------------- selection
+
+def select(state: LoopState, score: float, patience: int | None) -> bool:
+    """Record the score of the epoch `state.epoch` (0-based, just finished) → whether it is the new best.
+
+    The authors' rules, in both stages: a tie goes to the *later* epoch (their `best <= score`),
+    and training stops once *more* than `patience` epochs in a row brought no gain (their
+    `early_stop > 10`: with patience 10 the 11th epoch without a gain is the last). `patience`
+    None: never stop early (their adaptation script has no early stop).
+    """
+    if score >= state.best:
+        state.best, state.best_epoch, state.stale = score, state.epoch + 1, 0
+        return True
+    state.stale += 1
+    state.stopped = patience is not None and state.stale > patience
+    return False
+
+
 # ----------------------------------------------------------------------------- the loop
 
 @dataclass
@@ -287,7 +305,8 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset,
         epochs: int, patience: int | None, max_grad_norm: float, amp: bool, resume: Resume,
         checkpoint_every: int, procs: Processes, desc: str, progress: bool,
         after_step: Callable[[], None] | None = None, live: str | Path | None = None) -> tuple[dict, LoopState]:
-    """Train for `epochs` (or until `patience` epochs bring no better score); → (best state dict, state).
+    """Train for `epochs` (or until more than `patience` epochs bring no gain, see `select`); → (best
+    state dict, state).
 
     `loss(model, batch)` runs the forward pass (the DDP-wrapped model under torchrun) and returns
     the loss; `evaluate(model)` scores the unwrapped model after each epoch (first process only).
@@ -343,16 +362,11 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset,
             print(f"{desc} epoch {state.epoch + 1}: loss {state.history[-1]['loss']:.4f}, {result.line}", flush=True)
             if live is not None:
                 write_training_log(live, state.history)
-        if result.score > state.best:
-            state.best, state.best_epoch, state.stale = result.score, state.epoch + 1, 0
+        if select(state, result.score, patience) and procs.main:
             # Kept by the first process only, which writes every checkpoint. deepcopy keeps tensors
             # that share storage shared (a tower reachable under two names, the tied LM head), so
             # checkpoints hold them once.
-            if procs.main:
-                best_state = copy.deepcopy(model.state_dict())
-        else:
-            state.stale += 1
-            state.stopped = patience is not None and state.stale >= patience
+            best_state = copy.deepcopy(model.state_dict())
         state.epoch, state.step, state.losses = state.epoch + 1, 0, []
         resume.save(model, optimizer, state, best_state)
     return best_state, state

@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from ..models.captioner import Captioner
 from ..params import OptimParams
 
 
@@ -84,14 +85,30 @@ class BertAdam(torch.optim.Optimizer):
 NO_DECAY = ("bias", "LayerNorm.bias", "LayerNorm.weight")
 
 
+def captioner_layernorms(model: nn.Module) -> set[str]:
+    """Parameter names of the captioner's LayerNorms. The authors' decoder is BERT code whose
+    LayerNorms are all named `LayerNorm`, so the substring rule above spares their weights; ours
+    are named by role (`ln_attn`, `head.ln`, ...), so they are listed by module instead."""
+    names = set()
+    for prefix, module in model.named_modules():
+        if isinstance(module, Captioner):
+            names |= {f"{prefix}.{sub}.{p}".lstrip(".") for sub, ln in module.named_modules()
+                      if isinstance(ln, nn.LayerNorm) for p, _ in ln.named_parameters()}
+    return names
+
+
 def param_groups(model: nn.Module, *, lr: float, weight_decay: float,
                  lr_scale: Callable[[str], float]) -> list[dict]:
-    """Groups by (lr multiplier, decay or not); `lr_scale(name)` is e.g. coef_lr for CLIP-origin params."""
+    """Groups by (lr multiplier, decay or not); `lr_scale(name)` is e.g. coef_lr for CLIP-origin params.
+
+    No weight decay, as in the authors' runs: biases, and the LayerNorms of the BERT-style captioner;
+    CLIP's own LayerNorms (`ln_pre`, `ln_1`, ... `ln_mid`) are decayed."""
+    spared = captioner_layernorms(model)
     groups: dict[tuple[float, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        decay = not any(nd in name for nd in NO_DECAY)
+        decay = not any(nd in name for nd in NO_DECAY) and name not in spared
         groups.setdefault((lr_scale(name), decay), []).append(p)
     return [{"params": params, "lr": lr * scale, "weight_decay": weight_decay if decay else 0.0}
             for (scale, decay), params in sorted(groups.items())]
