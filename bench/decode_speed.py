@@ -24,11 +24,11 @@ import torch
 
 from machine import busy_cores, warn_if_busy  # bench/machine.py (the script's folder is on sys.path)
 
-from clip4idc.decode import greedy_ids
+from clip4idc.generate import greedy_ids
 from clip4idc.models.build import create_clip
 from clip4idc.params import load
 from clip4idc.text import CaptionTokenizer
-from clip4idc.train.finetune import build_caption_model
+from clip4idc.models.build import build_caption_model
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS = {"tiny": {"batch": 64, "max_len": 24}, "paper": {"batch": 16, "max_len": 32}}

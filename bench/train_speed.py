@@ -41,7 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from clip4idc.params import load
 from clip4idc.text import CaptionTokenizer
 from clip4idc.train.adapt import adapt_loss, adapt_model, adapt_optimizer, clamp_logit_scale
-from clip4idc.train.common import set_threads
+from clip4idc.runtime import set_threads
 from clip4idc.train.finetune import finetune_loss, finetune_model, finetune_optimizer
 from clip4idc.train.loop import Processes, autocast
 

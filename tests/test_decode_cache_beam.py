@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clip4idc.decode import _beam_search, beam_ids, decode_dataset, greedy_decode, greedy_ids
+from clip4idc.generate import _beam_search, beam_ids, decode_dataset, greedy_decode, greedy_ids
 from clip4idc.models import CaptionModel, create_clip
 from clip4idc.text import CaptionTokenizer
 

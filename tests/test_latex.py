@@ -1,13 +1,12 @@
 """results/tables.pdf: the tables fragment compiled with pdflatex (the tables themselves: test_report.py)."""
 from __future__ import annotations
 
-import shutil
 
 import pytest
 
-from clip4idc.report.latex import compile_tables
+from clip4idc.stages.tables_pdf import compile_tables
 
-needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+needs_pdflatex = pytest.mark.needs_pdflatex
 FRAGMENT = "\n".join([r"\begin{table}[t]\centering\caption{A caption}\begin{tabular}{lr}\toprule",
                       r"Model & CIDEr \\ \midrule CLIP4IDC & 80.27 \\ \bottomrule\end{tabular}\end{table}", ""])
 

@@ -1,19 +1,19 @@
 """Caption metrics (pycocoevalcap wrapper) and retrieval metrics (CLIP4Clip multi-sentence)."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from clip4idc.io import write_json
+from conftest import require
 from clip4idc.metrics.caption import (METRIC_KEYS, CaptionScorer, most_frequent_caption,
                                       score_files, spice_jars, spice_unavailable)
 from clip4idc.metrics.retrieval import (pair_to_text_ranks, retrieval_metrics,
                                         text_to_pair_ranks)
 
-needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="pycocoevalcap needs java")
+needs_java = pytest.mark.needs_java
 
 # Small but not trivial: capitals and punctuation for the PTB tokenizer, 2-4 references per id.
 REFERENCES = {
@@ -40,8 +40,7 @@ PREDICTIONS = {
 
 @pytest.fixture(scope="module")
 def scorer():
-    if shutil.which("java") is None:
-        pytest.skip("pycocoevalcap needs java")
+    require("needs_java")
     with CaptionScorer() as s:  # one JVM for the whole module
         yield s
 
@@ -258,7 +257,7 @@ def test_subsets_without_distractors_or_types_are_the_total_only():
 
 @needs_java
 def test_evaluate_scores_each_subset_like_a_direct_pycocoevalcap_call(tmp_path):
-    from clip4idc.evaluate import evaluate_predictions
+    from clip4idc.stages.evaluate import evaluate_predictions
     types = {"000001.png": "move", "000002.png": "drop", "000003.png": "color", "000004.png": "add",
              "000005.png": "material"}
     manifest = [{"pair_id": i, "changed": not i.endswith("_n"), "change_type": types.get(i)} for i in REFERENCES]
@@ -299,7 +298,7 @@ def test_a_scorer_asked_for_spice_it_cannot_run_refuses_without_downloading():
 @needs_java
 @needs_no_corenlp
 def test_evaluate_skips_spice_with_a_plain_message_and_records_why(tmp_path, capsys):
-    from clip4idc.evaluate import evaluate_predictions
+    from clip4idc.stages.evaluate import evaluate_predictions
     write_json(tmp_path / "pred.json", PREDICTIONS)
     write_json(tmp_path / "refs.json", REFERENCES)
     with_spice = evaluate_predictions(tmp_path / "pred.json", tmp_path / "refs.json", tmp_path / "a.json",

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from clip4idc import params as params_mod
 from clip4idc.train.adapt import adapt_model, clamp_logit_scale
-from clip4idc.train.common import save_checkpoint
+from clip4idc.runtime import save_checkpoint
 from clip4idc.train.finetune import finetune_model, finetune_optimizer
 from clip4idc.train.loop import Evaluation, GlobalBatches, LoopState, Processes, Resume, fingerprint, fit, select
 

@@ -120,11 +120,12 @@ SPOT_EMPTY = {
 }
 
 
+@pytest.mark.needs_java
 @pytest.mark.parametrize("policy", ["keep", "drop"])
 def test_spot_the_diff_empty_references_kept_as_the_authors_or_left_out(tmp_path, policy):
     """keep (paper profile): the authors' ground truth scores all test pairs, those whose only sentence is
     "" included (1,270 on the real test set, 7 of them ""); drop: they are left out of every split."""
-    from clip4idc.evaluate import evaluate_predictions
+    from clip4idc.stages.evaluate import evaluate_predictions
 
     root, out = _spot_tree(tmp_path / "spot", SPOT_EMPTY), tmp_path / "prepared"
     with pytest.warns(UserWarning) as caught:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from statistics import mean, stdev
 
@@ -16,7 +15,7 @@ from clip4idc.report.plots import ablation_plot
 from clip4idc.report.published import CAPTIONING, RETRIEVAL, SEED_SPREAD
 from clip4idc.report.stats import paired_test
 from provenance import allowed_decimals, printed_decimals
-from clip4idc.report.latex import PREAMBLE, document
+from clip4idc.stages.tables_pdf import PREAMBLE, document
 from clip4idc.report.tables import (HEADER, MAIN_METRICS, ablation_overview, dataset_tables, load_metric_files,
                                     load_metric_runs, write_tables)
 
@@ -247,13 +246,13 @@ def test_other_published_datasets(tmp_path):
     assert "Published" not in rows(table(tex, "tab:retrieval"))  # no published IER retrieval
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+@pytest.mark.needs_pdflatex
 def test_tables_compile(tmp_path, files):
     write_default(tmp_path, files)
     compile_and_check(tmp_path, "results/tables.tex")
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+@pytest.mark.needs_pdflatex
 def test_every_new_table_compiles_and_fits_the_page(tmp_path):
     runs, baseline = seeded_runs()
     lines = ablation_overview({k: runs for k in ("a", "b", "c")},

@@ -7,7 +7,7 @@ import open_clip
 import pytest
 import torch
 
-from clip4idc.decode import decode_dataset, greedy_decode, greedy_ids
+from clip4idc.generate import decode_dataset, greedy_decode, greedy_ids
 from clip4idc.models import CaptionModel, create_clip
 from clip4idc.text import CaptionTokenizer
 from clip4idc.train.losses import caption_loss, symmetric_infonce

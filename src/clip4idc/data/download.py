@@ -30,6 +30,7 @@ import requests
 import tenacity
 from tqdm import tqdm
 
+from ..errors import DownloadError
 from ..params import DatasetParams, DownloadParams, SourceFile
 from .extract import archive_format, unpack_archive
 
@@ -38,10 +39,6 @@ T = TypeVar("T")
 _CHUNK = 1 << 20
 # Files archive.org adds to every item about the item itself; not part of the dataset.
 _ARCHIVE_ORG_EXTRAS = ("_meta.xml", "_files.xml", "_meta.sqlite", "_archive.torrent")
-
-
-class DownloadError(RuntimeError):
-    """A file could not be fetched; the message says what to fetch by hand and where to put it."""
 
 
 class ChecksumError(DownloadError):

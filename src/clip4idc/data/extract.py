@@ -16,12 +16,10 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from ..errors import UnsafeArchiveError
+
 _SHOWN = 5          # offending members named in an UnsafeArchiveError
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")   # a zip's first local header, or an empty zip
-
-
-class UnsafeArchiveError(ValueError):
-    """An archive has members that would be written outside the target folder (or are not plain data)."""
 
 
 def archive_format(path: Path) -> str | None:

@@ -26,6 +26,7 @@ from numpy.lib.format import open_memmap
 from PIL import Image
 from tqdm import tqdm
 
+from ..errors import ImageDecodeError
 from ..io import atomic_path
 from .readers import read_dataset
 from .readers._common import examples
@@ -33,10 +34,6 @@ from .records import SPLITS, PairRecord
 
 _CHUNK = 64      # images per worker task
 _EXAMPLES = 5    # file names quoted in an error message
-
-
-class ImageDecodeError(ValueError):
-    """One or more images of the dataset could not be read."""
 
 
 def load_image(path: str | Path, size: int) -> np.ndarray:

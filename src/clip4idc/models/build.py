@@ -1,4 +1,5 @@
-"""Create open_clip CLIP models: our tiny configs, random init, OpenAI weights, or a state-dict file.
+"""Create models: open_clip CLIP (our tiny configs, random init, OpenAI weights, or a state-dict file), and
+the caption model of each variant on it, new or reloaded from its checkpoint.
 
 `create_clip` is the only place this project turns an architecture name and a weights source into
 a CLIP model, so every stage (pretrain, adapt, finetune, reload for decoding) builds exactly the
@@ -18,7 +19,13 @@ from pathlib import Path
 import open_clip
 import torch
 
+from ..params import VARIANTS, ModelParams
+from ..runtime import load_checkpoint
+from .idc import AdaptModel, CaptionModel
+
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
+# Files of the package read at run time (relative to its folder): code, for deps.py.
+PACKAGE_DATA = ("model_configs/*.json",)
 
 _OPENAI_HELP = (
     "OpenAI CLIP weights could not be loaded for {arch!r} (no network or empty cache?). To get them, "
@@ -116,3 +123,43 @@ def get_tokenizer(arch: str):
     """open_clip's tokenizer for `arch` (for our configs: CLIP BPE, lower-cased, context from the config)."""
     _model_config(arch)
     return open_clip.get_tokenizer(arch)
+
+
+def build_caption_model(variant: str, model_cfg: ModelParams, clip_weights: str | None,
+                        adapt_checkpoint: str | Path | None = None) -> CaptionModel:
+    """The caption model of `variant` as fine-tuning starts it: on CLIP's weights (`clip_weights`), or for
+    `adapt` on the adaptation checkpoint."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+    if (variant == "adapt") != (adapt_checkpoint is not None):
+        raise ValueError(f"variant {variant!r}: an adaptation checkpoint is "
+                         f"{'required' if variant == 'adapt' else 'not used'}")
+    # The adaptation checkpoint holds all of CLIP, so the adapt variant starts from random
+    # weights and overwrites every one of them from it.
+    clip = create_clip(model_cfg.arch, None if variant == "adapt" else clip_weights)
+    cap = model_cfg.captioner
+    kwargs = dict(intra_layers=model_cfg.intra_layers, heads=cap.heads, ffn=cap.ffn, layers=cap.layers,
+                  dropout=cap.dropout)
+    if variant == "clip-ft":
+        return CaptionModel.from_clip(clip, joint=False, **kwargs)
+    if variant == "no-adapt":
+        return CaptionModel.from_clip(clip, joint=True, **kwargs)
+    adapted = AdaptModel(clip, model_cfg.intra_layers)
+    ckpt = load_checkpoint(adapt_checkpoint)
+    if ckpt.get("kind") != "adapt":
+        raise ValueError(f"{adapt_checkpoint} is not an adaptation checkpoint (kind={ckpt.get('kind')!r})")
+    adapted.load_state_dict(ckpt["state_dict"])
+    return CaptionModel.from_clip(clip, joint=True, pair_encoder=adapted.pair_encoder, **kwargs)
+
+
+def load_caption_model(checkpoint: str | Path) -> tuple[CaptionModel, dict]:
+    """Rebuild a fine-tuned model from its self-describing checkpoint (no other file needed)."""
+    ckpt = load_checkpoint(checkpoint)
+    if ckpt.get("kind") != "finetune":
+        raise ValueError(f"{checkpoint} is not a fine-tuning checkpoint (kind={ckpt.get('kind')!r})")
+    model_cfg = ModelParams.model_validate(ckpt["model"], strict=False)
+    # `adapt` and `no-adapt` share one architecture; the weights come from the checkpoint.
+    architecture = "clip-ft" if ckpt["variant"] == "clip-ft" else "no-adapt"
+    model = build_caption_model(architecture, model_cfg, None, None)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt

@@ -5,8 +5,8 @@
 - `stats`: the paired t-test between variants over seeds.
 - `plots`: the chart figures, PNG and PDF: ablation bars, training curves, retrieval R@K, per-set bars.
 - `qualitative`: the figure of before/after pairs with their references and every variant's caption.
-- `latex`: results/tables.pdf (pdflatex).
-- `build`: `clip4idc report`, which reads a run's files and writes all of the above.
+- `build`: what `clip4idc report` runs: reads a run's files and writes all of the above
+  (results/tables.pdf: stages/tables_pdf.py).
 """
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Sequence
 
 from ..data.dataset import Prepared
-from ..data.fetch import dataset_root
 from ..io import atomic_path, read_json, write_json, write_text
 from ..metrics.caption import METRIC_KEYS
 from ..params import VARIANTS, Params
@@ -105,7 +104,7 @@ def dataset_report(params: Params, name: str, inputs: ReportInputs,
     predictions = {v: read_json(_require({v: Path(inputs.predictions) / name / v / f"seed{seeds[0]}.json"},
                                          "prediction file(s)")[v]) for v in VARIANTS}
     manifest = Prepared(Path(inputs.prepared) / name).manifest(split)
-    qualitative_plot(qualitative_examples(manifest, predictions), dataset_root(Path(inputs.raw) / name, params, name),
+    qualitative_plot(qualitative_examples(manifest, predictions), Path(inputs.raw) / name / params.data[name].root,
                      *figure("qualitative"), title=f"{label}, {split} split: captions of seed {seeds[0]}")
 
     lines = dataset_tables(variants=runs, baseline=baseline, retrieval=retrieval, dataset_label=label,

@@ -21,7 +21,8 @@ from ..models.build import create_clip
 from ..models.idc import AdaptModel
 from ..params import AdaptParams, ModelParams
 from ..text import CaptionTokenizer
-from .common import freeze, save_checkpoint, seed_everything, set_threads
+from ..runtime import save_checkpoint, set_threads
+from .common import freeze, seed_everything
 from .loop import Evaluation, GlobalBatches, Processes, Resume, fingerprint, fit, gather, processes
 from .losses import symmetric_infonce
 from .optim import BertAdam, build_optimizer

@@ -1,15 +1,10 @@
-"""What every training stage shares: seeding, threads, device, self-describing checkpoints."""
+"""What every training stage shares: seeding and freezing (threads, device and checkpoint files: runtime.py)."""
 from __future__ import annotations
 
-import os
 import random
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-
-from ..io import atomic_path
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -17,33 +12,6 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def set_threads(threads: int | None) -> int:
-    """Use at most the machine's cores: oversubscribed torch threads spin and slow everything.
-    Under torchrun the cores are shared among the processes of this machine."""
-    cores = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    n = min(threads or cores, cores)
-    torch.set_num_threads(n)
-    return n
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def save_checkpoint(path: str | Path, content: dict[str, Any]) -> None:
-    """Atomically save a checkpoint (or a raw state dict): an interrupted save leaves nothing."""
-    with atomic_path(path) as tmp:
-        torch.save(content, tmp)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"expected a checkpoint file at {path}, found nothing")
-    # weights_only: a checkpoint is data, never code (ARCHITECTURE.md, property 5).
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def freeze(model: torch.nn.Module, prefixes: tuple[str, ...]) -> list[str]:

@@ -19,14 +19,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.dataset import CaptionDataset, PairDataset, Prepared, collate
-from ..decode import decode_dataset
+from ..generate import decode_dataset
 from ..io import write_json
 from ..metrics.caption import CaptionScorer
-from ..models.build import create_clip
-from ..models.idc import AdaptModel, CaptionModel
-from ..params import VARIANTS, FinetuneParams, ModelParams
+from ..models.build import build_caption_model
+from ..models.idc import CaptionModel
+from ..params import FinetuneParams, ModelParams
 from ..text import CaptionTokenizer
-from .common import freeze, load_checkpoint, save_checkpoint, seed_everything, set_threads
+from ..runtime import save_checkpoint, set_threads
+from .common import freeze, seed_everything
 from .loop import Evaluation, GlobalBatches, Processes, Resume, fingerprint, fit, processes, sum_over_processes
 from .losses import token_loss
 from .optim import BertAdam, build_optimizer
@@ -45,50 +46,12 @@ def lr_scale(name: str, cfg: FinetuneParams) -> float:
     return cfg.optim.coef_lr if name.startswith("pair_encoder.") else 1.0
 
 
-def build_caption_model(variant: str, model_cfg: ModelParams, clip_weights: str | None,
-                        adapt_checkpoint: str | Path | None = None) -> CaptionModel:
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
-    if (variant == "adapt") != (adapt_checkpoint is not None):
-        raise ValueError(f"variant {variant!r}: an adaptation checkpoint is "
-                         f"{'required' if variant == 'adapt' else 'not used'}")
-    # The adaptation checkpoint holds all of CLIP, so the adapt variant starts from random
-    # weights and overwrites every one of them from it.
-    clip = create_clip(model_cfg.arch, None if variant == "adapt" else clip_weights)
-    cap = model_cfg.captioner
-    kwargs = dict(intra_layers=model_cfg.intra_layers, heads=cap.heads, ffn=cap.ffn, layers=cap.layers,
-                  dropout=cap.dropout)
-    if variant == "clip-ft":
-        return CaptionModel.from_clip(clip, joint=False, **kwargs)
-    if variant == "no-adapt":
-        return CaptionModel.from_clip(clip, joint=True, **kwargs)
-    adapted = AdaptModel(clip, model_cfg.intra_layers)
-    ckpt = load_checkpoint(adapt_checkpoint)
-    if ckpt.get("kind") != "adapt":
-        raise ValueError(f"{adapt_checkpoint} is not an adaptation checkpoint (kind={ckpt.get('kind')!r})")
-    adapted.load_state_dict(ckpt["state_dict"])
-    return CaptionModel.from_clip(clip, joint=True, pair_encoder=adapted.pair_encoder, **kwargs)
-
-
 def finetune_model(variant: str, model_cfg: ModelParams, cfg: FinetuneParams, clip_weights: str | None,
                    adapt_checkpoint: str | Path | None = None) -> CaptionModel:
     """The model a fine-tuning run trains: `build_caption_model`, with `cfg.freeze` frozen."""
     model = build_caption_model(variant, model_cfg, clip_weights, adapt_checkpoint)
     freeze(model, cfg.freeze)
     return model
-
-
-def load_caption_model(checkpoint: str | Path) -> tuple[CaptionModel, dict]:
-    """Rebuild a fine-tuned model from its self-describing checkpoint (no other file needed)."""
-    ckpt = load_checkpoint(checkpoint)
-    if ckpt.get("kind") != "finetune":
-        raise ValueError(f"{checkpoint} is not a fine-tuning checkpoint (kind={ckpt.get('kind')!r})")
-    model_cfg = ModelParams.model_validate(ckpt["model"], strict=False)
-    # `adapt` and `no-adapt` share one architecture; the weights come from the checkpoint.
-    architecture = "clip-ft" if ckpt["variant"] == "clip-ft" else "no-adapt"
-    model = build_caption_model(architecture, model_cfg, None, None)
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval(), ckpt
 
 
 def finetune_optimizer(model: CaptionModel, cfg: FinetuneParams, t_total: int) -> BertAdam:

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from ..data.dataset import collate
 from ..params import ParamsError
-from .common import load_checkpoint, save_checkpoint
+from ..runtime import load_checkpoint, save_checkpoint
 from .live import write_training_log
 
 

@@ -20,7 +20,8 @@ from ..data.dataset import PretrainDataset, Prepared, collate
 from ..io import write_json
 from ..models.build import create_clip, get_tokenizer
 from ..params import ModelParams, PretrainParams
-from .common import device, save_checkpoint, seed_everything, set_threads
+from ..runtime import device, save_checkpoint, set_threads
+from .common import seed_everything
 
 
 def pretrain(prepared_dir: str | Path, out_weights: str | Path, out_log: str | Path, *,

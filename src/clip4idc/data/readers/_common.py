@@ -9,9 +9,6 @@ from typing import Any, Iterable
 EXAMPLES = 5  # names quoted in an error message
 
 
-class DatasetFormatError(ValueError):
-    """A dataset root does not hold what its format promises (every reader's errors derive from it)."""
-
 _TYPES = {"str": lambda v: isinstance(v, str),
           "list[str]": lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v)}
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..records import CHANGE_TYPES, SPLITS, PairRecord
-from ._common import DatasetFormatError, check_images, examples as _examples
+from ...errors import DatasetFormatError
+from ._common import check_images, examples as _examples
 
 REQUIRED_FILES = ("splits.json", "change_captions.json", "no_change_captions.json", "type_mapping.json")
 IMAGE_DIRS = {"before": ("images", "CLEVR_default_{:06d}.png"),

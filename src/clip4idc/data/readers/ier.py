@@ -19,7 +19,8 @@ import os
 from pathlib import Path
 
 from ..records import PairRecord
-from ._common import DatasetFormatError, annotation_file, check_images, examples, load_entries, strip_sentences
+from ...errors import DatasetFormatError
+from ._common import annotation_file, check_images, examples, load_entries, strip_sentences
 
 IMAGE_DIR = "images"
 SPLIT_FILES = {"train": "train.json", "val": "valid.json", "test": "test.json"}  # our split -> file

@@ -20,7 +20,8 @@ import os
 from pathlib import Path
 
 from ..records import SPLITS, PairRecord
-from ._common import DatasetFormatError, annotation_file, check_images, examples, load_entries, strip_sentences
+from ...errors import DatasetFormatError
+from ._common import annotation_file, check_images, examples, load_entries, strip_sentences
 
 IMAGE_DIR = "resized_images"
 ANNOTATION_DIR = "annotations"

@@ -1,4 +1,5 @@
-"""results/tables.pdf: the tables fragment compiled with pdflatex, for reading and for the Snakemake report.
+"""`clip4idc tables-pdf`: results/tables.pdf, the tables fragment compiled with pdflatex, for reading
+and for the Snakemake report.
 
 The fragment (`results/tables.tex`) is what a paper `\\input{}`s; this wraps it in the smallest
 document that holds its packages and runs pdflatex twice in a scratch folder (the second run settles
@@ -7,6 +8,7 @@ package: where it is missing the stage stops with how to install it.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -15,12 +17,23 @@ from pathlib import Path
 
 from ..io import atomic_path
 
-# Every package the fragment needs (tables.HEADER lists them for the reader of the .tex).
+HELP = "compile the tables fragment with pdflatex"
+PARAMS = ()  # reads no params: its one input is the fragment
+# Every package the fragment needs (report/tables.py HEADER lists them for the reader of the .tex).
 PREAMBLE = (r"\documentclass[10pt]{article}" "\n"
             r"\usepackage[margin=2cm]{geometry}" "\n"
             r"\usepackage{booktabs}" "\n"
             r"\usepackage{graphicx}" "\n")
 INSTALL_HINT = "Debian/Ubuntu: apt-get install texlive-latex-base texlive-latex-recommended"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tables", required=True, help="the report's LaTeX fragment")
+    p.add_argument("--out", required=True, help="PDF to write")
+
+
+def run(args: argparse.Namespace, params) -> None:
+    compile_tables(args.tables, args.out)
 
 
 def document(tables_tex: str | os.PathLike) -> str:

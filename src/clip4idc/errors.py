@@ -1,0 +1,21 @@
+"""Errors that mean bad input (a missing or malformed dataset, an unsafe archive, a failed download):
+`clip4idc` prints their message, not a traceback. They live apart from the code that raises them so
+that the command line can catch them without importing that code.
+"""
+from __future__ import annotations
+
+
+class DownloadError(RuntimeError):
+    """A file could not be fetched; the message says what to fetch by hand and where to put it."""
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive has members that would be written outside the target folder (or are not plain data)."""
+
+
+class ImageDecodeError(ValueError):
+    """One or more images of the dataset could not be read."""
+
+
+class DatasetFormatError(ValueError):
+    """A dataset root does not hold what its format promises (every reader's errors derive from it)."""
