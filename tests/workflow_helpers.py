@@ -15,16 +15,17 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1", "MPLBACKEND
 LOG_REDIRECT = re.compile(r"\s*>\s*\S+\s+2>&1\s*$")
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900,
+        env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
 
 
 def snakemake_jobs(cwd: Path, *extra: str) -> list[dict]:
-    """Jobs of a Snakemake dry run of the default target (rule `all`, itself left out): rule, inputs, outputs
-    and shell command (log redirect removed)."""
+    """Jobs of a Snakemake dry run of the default target (rule `all`, itself left out): rule, inputs, outputs,
+    shell command (log redirect removed) and the reason Snakemake gives for running it."""
     out = run([str(BIN / "snakemake"), "-n", "-p", "--cores", "1", *extra], cwd).stdout
     jobs = []
     for block in re.split(r"\n(?=\[.*\d{4}\]\n(?:local)?rule )", out):
@@ -34,9 +35,11 @@ def snakemake_jobs(cwd: Path, *extra: str) -> list[dict]:
         fields = {k: [x.strip() for x in v.split(",") if x.strip()]
                   for k, v in re.findall(r"^\s+(input|output): (.*)$", block, re.M)}
         shell = re.search(r"^Shell command: (.*)$", block, re.M)
+        reason = re.search(r"^\s+reason: (.*)$", block, re.M)
         jobs.append({"rule": m.group(1), "inputs": sorted(fields.get("input", [])),
                      "outputs": sorted(fields.get("output", [])),
-                     "cmd": LOG_REDIRECT.sub("", shell.group(1)).strip() if shell else None})
+                     "cmd": LOG_REDIRECT.sub("", shell.group(1)).strip() if shell else None,
+                     "reason": reason.group(1) if reason else ""})
     return jobs
 
 
@@ -47,7 +50,9 @@ def dvc_stages(cwd: Path) -> list[dict]:
         "from dvc.repo import Repo\n"
         "repo = Repo('.')\n"
         "print(json.dumps([{'name': s.name, 'cmd': s.cmd, 'deps': sorted(d.def_path for d in s.deps),"
-        " 'outs': sorted(o.def_path for o in s.outs)} for s in repo.index.stages]))\n"
+        " 'outs': sorted(o.def_path for o in s.outs),"
+        " 'params': sorted(k for d in s.deps for k in (getattr(d, 'params', None) or []))}"
+        " for s in repo.index.stages]))\n"
     )
     import json
     return json.loads(run([sys.executable, "-c", code], cwd).stdout)

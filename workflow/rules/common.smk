@@ -1,10 +1,11 @@
 # Shared names for the rules: paths, datasets, variants, seeds. No stage logic lives here.
+from clip4idc import deps as clip4idc_deps
 
 PROFILE = P.profile
 DATASETS = list(P.datasets)
 VARIANTS = list(clip4idc_params.VARIANTS)
 SEEDS = list(P.seeds)
-# Each dataset's own view of the params (its `data.<dataset>.overrides` applied): what its rules track.
+# Each dataset's own view of the params (its `data.<dataset>.overrides` applied): its rules' resources.
 DP = {d: clip4idc_params.resolve(config, PROFILE, "params.yaml", dataset=d) for d in DATASETS}
 RAW = "data/raw/{dataset}"
 DOWNLOADS = "data/downloads/{dataset}"
@@ -16,17 +17,36 @@ CLIP_WEIGHTS = "models/pretrain/clip.pt"
 CLI = f"clip4idc {{stage}} --params params.yaml --profile {PROFILE}"
 CONDA_ENV = "../envs/clip4idc.yaml"
 
-# The code each stage runs is an input, as in dvc.yaml's deps: editing it re-runs the stage.
-CODE_DATA = "src/clip4idc/data"
-CODE_TRAINING = ["src/clip4idc/models", "src/clip4idc/train"]
-CODE_DECODE = ["src/clip4idc/models", "src/clip4idc/decode.py"]
-CODE_METRICS = ["src/clip4idc/metrics", "src/clip4idc/evaluate.py"]
-CODE_REPORT = "src/clip4idc/report"
+# What each rule depends on besides its data, derived from the source (src/clip4idc/deps.py); dvc.yaml
+# lists the same files and keys (tests/test_workflow.py):
+# - code: the import closure of its stage module, src/clip4idc/stages/<rule>.py; editing any of those
+#   files re-runs the rule;
+# - params: the params.yaml keys its stage module declares (PARAMS), with `profile` and the active
+#   profile's section, compared as written in params.yaml, exactly as DVC compares them.
+ROOT = workflow.basedir
 
 
-def section(*names):
-    """A params function: the named sections of one dataset's params (Snakemake's rerun trigger)."""
-    return lambda wc: [getattr(DP[wc.dataset], name).model_dump() for name in names]
+def code(stage):
+    return clip4idc_deps.code_files(stage, ROOT)
+
+
+def tracked(stage):
+    return lambda wc: clip4idc_deps.tracked_params(config, stage, ROOT, **dict(wc.items()))
+
+
+# clip-ft and no-adapt start from CLIP's weights; adapt from the adaptation checkpoint, which holds all
+# of CLIP. (dvc.yaml needs two stages for this, finetune and finetune_adapt: a matrix has no condition.)
+def finetune_start(wc):
+    return f"models/{wc.dataset}/adapt/model.pt" if wc.variant == "adapt" else CLIP_WEIGHTS
+
+
+# The rule `evaluate` scores a variant and seed (`<variant>/seed<seed>`) or the baseline (`constant`).
+# (dvc.yaml needs two stages for this, evaluate and evaluate_baseline.)
+def scored_as(wc):
+    if wc.run == "constant":
+        return "--variant constant"
+    variant, seed = wc.run.split("/")
+    return f"--variant {variant} --seed {seed.removeprefix('seed')}"
 
 
 def stage_resources(stage):

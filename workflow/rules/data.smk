@@ -1,12 +1,13 @@
+# The datasets as distributed (fetch) and as the models read them (prepare).
+
+
 rule fetch:
+    input:
+        code=code("fetch"),
     output:
         directory(RAW),
     params:
-        # the dataset's entry (source, files, hashes), and the generator or how downloads behave
-        section=lambda wc: [
-            P.data[wc.dataset].model_dump(),
-            (P.synthesize if P.data[wc.dataset].source == "synthesize" else P.download).model_dump(),
-        ],
+        tracked=tracked("fetch"),
     resources:
         **stage_resources("fetch"),
     log:
@@ -22,11 +23,11 @@ rule fetch:
 rule prepare:
     input:
         raw=RAW,
-        code=CODE_DATA,
+        code=code("prepare"),
     output:
         directory(PREPARED),
     params:
-        section=section("prepare"),
+        tracked=tracked("prepare"),
     resources:
         **stage_resources("prepare"),
     log:

@@ -1,12 +1,15 @@
+# Captions (decode, and the constant-caption baseline) and their scores (evaluate).
+
+
 rule decode:
     input:
         data=PREPARED,
         checkpoint="models/{dataset}/finetune/{variant}/seed{seed}.pt",
-        code=CODE_DECODE,
+        code=code("decode"),
     output:
         "results/predictions/{dataset}/{variant}/seed{seed}.json",
     params:
-        section=section("decode"),
+        tracked=tracked("decode"),
     threads: lambda wildcards: workflow.cores  # at job time: `snakemake --report` runs without --cores
     resources:
         **stage_resources("decode"),
@@ -23,10 +26,11 @@ rule decode:
 rule baseline:
     input:
         data=PREPARED,
+        code=code("baseline"),
     output:
         "results/predictions/{dataset}/constant.json",
     params:
-        split=lambda wc: DP[wc.dataset].decode.split,
+        tracked=tracked("baseline"),
     resources:
         **stage_resources("evaluate"),
     log:
@@ -37,45 +41,27 @@ rule baseline:
         CLI.format(stage="baseline") + " --dataset {wildcards.dataset} --data {input.data} --out {output} > {log} 2>&1"
 
 
+# One rule scores every predictions file: a variant and seed (`<variant>/seed<seed>`) or the baseline
+# (`constant`), told apart by scored_as.
 rule evaluate:
     input:
         data=PREPARED,
-        predictions="results/predictions/{dataset}/{variant}/seed{seed}.json",
-        code=CODE_METRICS,
+        predictions="results/predictions/{dataset}/{run}.json",
+        code=code("evaluate"),
     output:
-        "results/metrics/{dataset}/{variant}/seed{seed}.json",
+        "results/metrics/{dataset}/{run}.json",
+    wildcard_constraints:
+        run="constant|(" + "|".join(VARIANTS) + r")/seed\d+",
     params:
-        split=lambda wc: DP[wc.dataset].decode.split,
-        section=section("evaluate"),
+        tracked=tracked("evaluate"),
+        scored_as=scored_as,
     resources:
         **stage_resources("evaluate"),
     log:
-        "logs/{dataset}/evaluate/{variant}/seed{seed}.log",
+        "logs/{dataset}/evaluate/{run}.log",
     conda:
         CONDA_ENV
     shell:
         CLI.format(stage="evaluate")
         + " --dataset {wildcards.dataset} --data {input.data} --predictions {input.predictions}"
-        " --variant {wildcards.variant} --seed {wildcards.seed} --out {output} > {log} 2>&1"
-
-
-rule evaluate_baseline:
-    input:
-        data=PREPARED,
-        predictions="results/predictions/{dataset}/constant.json",
-        code=CODE_METRICS,
-    output:
-        "results/metrics/{dataset}/constant.json",
-    params:
-        split=lambda wc: DP[wc.dataset].decode.split,
-        section=section("evaluate"),
-    resources:
-        **stage_resources("evaluate"),
-    log:
-        "logs/{dataset}/evaluate/constant.log",
-    conda:
-        CONDA_ENV
-    shell:
-        CLI.format(stage="evaluate")
-        + " --dataset {wildcards.dataset} --data {input.data} --predictions {input.predictions} --variant constant"
-        " --out {output} > {log} 2>&1"
+        " {params.scored_as} --out {output} > {log} 2>&1"

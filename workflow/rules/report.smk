@@ -20,11 +20,9 @@ rule report:
         pretrain_log="results/train/pretrain.json",
         prepared=expand(PREPARED, dataset=DATASETS),
         raw=expand(RAW, dataset=DATASETS),
-        code=CODE_REPORT,
+        code=code("report"),
     params:
-        datasets=[P.data[d].model_dump(include={"label", "format", "source", "root"}) for d in DATASETS],
-        seeds=SEEDS,
-        select=[P.finetune.select_metric, P.decode.split],
+        tracked=tracked("report"),
     output:
         tables=report("results/tables.tex", caption="../report/tables_tex.rst", category="Tables"),
         plots=report(directory("results/plots"), patterns=["{kind}-{dataset}.png"],
@@ -47,7 +45,7 @@ rule report:
 rule tables_pdf:
     input:
         tables="results/tables.tex",
-        code=CODE_REPORT,
+        code=code("tables_pdf"),
     output:
         report("results/tables.pdf", caption="../report/tables_pdf.rst", category="Tables"),
     resources:

@@ -1,12 +1,15 @@
+# The CLIP every stage starts from (pretrain), stage 1 (adapt) and stage 2 (finetune).
+
+
 rule pretrain:
     input:
         data=PRETRAIN_DATA,
-        code=CODE_TRAINING,
+        code=code("pretrain"),
     output:
         weights=CLIP_WEIGHTS,
         log="results/train/pretrain.json",
     params:
-        section=[P.model.model_dump(), P.pretrain.model_dump()],
+        tracked=tracked("pretrain"),
     threads: lambda wildcards: workflow.cores  # at job time: `snakemake --report` runs without --cores
     resources:
         **stage_resources("pretrain"),
@@ -23,14 +26,14 @@ rule adapt:
     input:
         data=PREPARED,
         clip=CLIP_WEIGHTS,
-        code=CODE_TRAINING,
+        code=code("adapt"),
     output:
         checkpoint="models/{dataset}/adapt/model.pt",
         metrics="results/metrics/{dataset}/adapt_retrieval.json",
         log="results/train/{dataset}/adapt.json",
         live=directory("results/live/{dataset}/adapt"),
     params:
-        section=section("model", "adapt"),
+        tracked=tracked("adapt"),
     threads: lambda wildcards: workflow.cores  # at job time: `snakemake --report` runs without --cores
     resources:
         **stage_resources("adapt"),
@@ -44,19 +47,19 @@ rule adapt:
         " --metrics {output.metrics} --log {output.log} --live {output.live} > {log} 2>&1"
 
 
+# One rule for the three variants; each starts where finetune_start says.
 rule finetune:
     input:
         data=PREPARED,
-        clip=CLIP_WEIGHTS,
-        code=CODE_TRAINING,
+        start=finetune_start,
+        code=code("finetune"),
     output:
         checkpoint="models/{dataset}/finetune/{variant}/seed{seed}.pt",
         log="results/train/{dataset}/finetune/{variant}/seed{seed}.json",
         live=directory("results/live/{dataset}/finetune/{variant}/seed{seed}"),
-    wildcard_constraints:
-        variant="clip-ft|no-adapt",
     params:
-        section=section("model", "finetune"),
+        tracked=tracked("finetune"),
+        start=lambda wc: "--adapted" if wc.variant == "adapt" else "--clip",
     threads: lambda wildcards: workflow.cores  # at job time: `snakemake --report` runs without --cores
     resources:
         **stage_resources("finetune"),
@@ -67,31 +70,5 @@ rule finetune:
     shell:
         CLI.format(stage="finetune")
         + " --dataset {wildcards.dataset} --data {input.data} --variant {wildcards.variant} --seed {wildcards.seed}"
-        " --clip {input.clip} --out {output.checkpoint} --log {output.log}"
-        " --live {output.live} > {log} 2>&1"
-
-
-# The adapt variant starts from the adaptation checkpoint, which holds all of CLIP.
-rule finetune_adapt:
-    input:
-        data=PREPARED,
-        adapted="models/{dataset}/adapt/model.pt",
-        code=CODE_TRAINING,
-    output:
-        checkpoint="models/{dataset}/finetune/adapt/seed{seed}.pt",
-        log="results/train/{dataset}/finetune/adapt/seed{seed}.json",
-        live=directory("results/live/{dataset}/finetune/adapt/seed{seed}"),
-    params:
-        section=section("model", "finetune"),
-    threads: lambda wildcards: workflow.cores  # at job time: `snakemake --report` runs without --cores
-    resources:
-        **stage_resources("finetune"),
-    log:
-        "logs/{dataset}/finetune/adapt/seed{seed}.log",
-    conda:
-        CONDA_ENV
-    shell:
-        CLI.format(stage="finetune")
-        + " --dataset {wildcards.dataset} --data {input.data} --variant adapt --seed {wildcards.seed}"
-        " --adapted {input.adapted} --out {output.checkpoint} --log {output.log}"
+        " {params.start} {input.start} --out {output.checkpoint} --log {output.log}"
         " --live {output.live} > {log} 2>&1"
