@@ -12,6 +12,9 @@ import yaml
 from clip4idc import cli
 from clip4idc.params import VARIANTS
 
+# Slow: every stage of the smoke DAG, in process. Java scores captions (evaluate, and finetune's
+# selection); pdflatex compiles the tables.
+pytestmark = [pytest.mark.slow, pytest.mark.needs_java, pytest.mark.needs_pdflatex]
 REPO = Path(__file__).resolve().parents[1]
 SEED = 7
 
@@ -118,7 +121,7 @@ def test_report_refuses_a_missing_metric_file(chain, tmp_path, capsys):
 
 def test_decode_uses_the_checkpoint_alone(chain, tmp_path):
     """A fine-tuned checkpoint describes itself: decoding it again gives the same captions."""
-    from clip4idc.predict import decode_split
+    from clip4idc.stages.decode import decode_split
     out = tmp_path / "again.json"
     decode_split(chain / "models" / "adapt" / f"seed{SEED}.pt", chain / "data/prepared" / DATASET, "test", out,
                  max_len=8, batch_size=16, progress=False)
@@ -126,7 +129,7 @@ def test_decode_uses_the_checkpoint_alone(chain, tmp_path):
 
 
 def test_beam_search_decoding_through_the_stage(chain, tmp_path):
-    from clip4idc.predict import decode_split
+    from clip4idc.stages.decode import decode_split
     out = tmp_path / "beam.json"
     beam = decode_split(chain / "models" / "adapt" / f"seed{SEED}.pt", chain / "data/prepared" / DATASET, "test", out,
                         max_len=8, batch_size=16, beam_size=3, progress=False)

@@ -14,7 +14,7 @@ import yaml
 
 from workflow_helpers import BIN, run, scratch_repo, snakemake_jobs
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.needs_java, pytest.mark.needs_pdflatex]
 
 M = "results/metrics/clevr_synth"
 SEEDS = (2021, 2022, 2023)  # `seeds` of params.yaml, which the smoke profile keeps

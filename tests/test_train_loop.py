@@ -181,7 +181,12 @@ def _same_state(a: Path, b: Path) -> None:
         assert torch.equal(x["state_dict"][name], y["state_dict"][name]), name
 
 
-@pytest.mark.parametrize("stage", ["adapt", "finetune"])
+# The CLI runs are slow: each trains several times. Fine-tuning selects its epoch by CIDEr (Java).
+STAGES = ["adapt", pytest.param("finetune", marks=pytest.mark.needs_java)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", STAGES)
 def test_killed_run_resumes_to_the_same_weights_and_metrics(smoke, stage):
     _run(_command(smoke, stage, f"{stage}-whole"))
     outputs = _run_killed_twice(_command(smoke, stage, f"{stage}-killed"), smoke / f"{stage}-killed.pt.resume")
@@ -198,6 +203,7 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(smoke, stage):
     assert not (smoke / f"{stage}-killed.pt.resume").exists()  # removed once the stage is done
 
 
+@pytest.mark.slow
 def test_resume_checkpoint_of_other_params_is_ignored(smoke, tmp_path):
     procs = Processes()
     old = Resume(tmp_path / "model.pt", fingerprint(stage="adapt", epochs=5, inputs=[smoke / "clip.pt"]), procs)
@@ -212,7 +218,8 @@ def test_resume_checkpoint_of_other_params_is_ignored(smoke, tmp_path):
     assert moved.load() is None  # another input file
 
 
-@pytest.mark.parametrize("stage", ["adapt", "finetune"])
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", STAGES)
 def test_two_cpu_processes_train_like_one(smoke, stage):
     """`execution.resources.<stage>.gpus: 2` launches 2 processes (gloo on CPU) through torchrun's
     launcher; on the same global batches they end where one process ends (without dropout)."""
