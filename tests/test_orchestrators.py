@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clip4idc import deps
+from clip4idc.stages import STAGES
 from workflow_helpers import BIN, run, scratch_repo, snakemake_jobs
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_java, pytest.mark.needs_pdflatex]
@@ -54,7 +56,9 @@ def _set_decode_max_len(repo: Path, value: int) -> None:
 @pytest.fixture(scope="module")
 def snakemake_run(tmp_path_factory) -> Path:
     repo = _tiny_repo(tmp_path_factory.mktemp("snake"))
-    run([str(BIN / "snakemake"), "--cores", "2"], repo)  # rule all: the tables, their PDF and the figures
+    # rule all: the tables, their PDF and the figures. Every job's log also lists the modules it
+    # imported (python -X importtime writes to stderr, which the rules send to the log).
+    run([str(BIN / "snakemake"), "--cores", "2"], repo, env={"PYTHONPROFILEIMPORTTIME": "1"})
     return repo
 
 
@@ -222,3 +226,30 @@ def test_every_number_of_the_report_comes_from_the_run_files(snakemake_run, tmp_
         (snakemake_run / "results/ablation.json").read_text())
     for figure in FIGURES:
         assert (again / "plots" / Path(figure).name).read_bytes() == (snakemake_run / figure).read_bytes(), figure
+
+
+def _rule_of_log(relative: Path) -> str:
+    """logs/<dataset>/finetune/<variant>/seed<seed>.log -> finetune; logs/report.log -> report."""
+    return next(part for part in relative.with_suffix("").parts if part in STAGES)
+
+
+def test_every_job_imported_only_modules_of_its_stage_closure(snakemake_run):
+    """The code each stage depends on (deps.code_files, both tools) is not only computed but true: what
+    each job of the run imported (python -X importtime) is in its stage's closure."""
+    ran = snakemake_run
+    package = ran / "src" / "clip4idc"
+    seen = 0
+    for log in ran.glob("logs/**/*.log"):
+        text = log.read_text(errors="replace")
+        modules = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(clip4idc(?:\.\w+)*)\s*$", text, re.M))
+        rule = _rule_of_log(log.relative_to(ran / "logs"))
+        allowed = deps.code_files(rule, ran)
+        files = set()
+        for name in modules:
+            base = package.joinpath(*name.split(".")[1:])
+            found = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+            files.add(found.relative_to(ran).as_posix())
+        assert modules, log
+        assert files <= set(allowed), (rule, sorted(files - set(allowed)))
+        seen += 1
+    assert seen == len(snakemake_jobs(ran, "--forceall"))
