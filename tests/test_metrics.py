@@ -255,6 +255,22 @@ def test_subsets_without_distractors_or_types_are_the_total_only():
         evaluation_subsets(manifest + manifest[:1])
 
 
+def test_change_detection_counts_captions_that_name_a_change_and_that_say_no_change():
+    from clip4idc.metrics.subsets import change_detection
+    refs = {"c1": ["the red cube moved"], "c2": ["a sphere was added"], "c3": ["the cube turned blue"],
+            "n1": ["no change was made.", "the two scenes are identical"], "n2": ["nothing has changed"]}
+    subsets = {"total": list(refs), "change": ["c1", "c2", "c3"], "no-change": ["n1", "n2"]}
+    preds = {"c1": "the red cube moved", "c2": "Nothing  has changed", "c3": "no change was made",
+             "n1": "the two scenes are identical .", "n2": "a sphere was added"}
+    got = change_detection(preds, refs, subsets)
+    # c2 and c3 say no change (case, spaces, the period ignored); n1 does, n2 names a change.
+    assert got == {"change_named": 1 / 3, "no_change_said": 1 / 2, "n_change_named": 1, "n_change": 3,
+                   "n_no_change_said": 1, "n_no_change": 2, "no_change_sentences": 3}
+    constant = {i: "nothing has changed" for i in refs}
+    assert change_detection(constant, refs, subsets)["change_named"] == 0.0
+    assert change_detection(preds, refs, {"total": list(refs)}) is None   # no distractors: not defined
+
+
 @needs_java
 def test_evaluate_scores_each_subset_like_a_direct_pycocoevalcap_call(tmp_path):
     from clip4idc.stages.evaluate import evaluate_predictions
@@ -276,6 +292,7 @@ def test_evaluate_scores_each_subset_like_a_direct_pycocoevalcap_call(tmp_path):
         assert sub["metrics"] == pytest.approx(direct, abs=1e-12), name
     # A subset is a corpus of its own: its CIDEr is not the total's.
     assert result["subsets"]["change"]["metrics"]["CIDEr"] != pytest.approx(result["metrics"]["CIDEr"])
+    assert result["detection"]["n_change"] == len(change) and result["detection"]["n_no_change"] == len(no_change)
 
 
 needs_no_corenlp = pytest.mark.skipif(spice_unavailable() is None,

@@ -33,11 +33,12 @@ def evaluate_predictions(predictions: str | Path, references: str | Path, out: s
                          spice: bool = False) -> dict:
     """`metrics`: the whole split (CLEVR-Change's Total); with the split's `manifest`, also
     `subsets`: change-only, no-change-only and per change type where the data has them, each
-    scored on its own by the same scorer. `spice`: SPICE too where CoreNLP is installed; where it
+    scored on its own by the same scorer, and `detection`: how often the captions tell change pairs
+    from distractors (metrics/subsets.change_detection). `spice`: SPICE too where CoreNLP is installed; where it
     is not, a message says so and `skipped` records why (the file is complete without it)."""
     from ..io import read_json, write_json
     from ..metrics.caption import SPICE, CaptionScorer, spice_unavailable
-    from ..metrics.subsets import TOTAL, evaluation_subsets
+    from ..metrics.subsets import TOTAL, change_detection, evaluation_subsets
     preds, refs = read_json(predictions), read_json(references)
     subsets = evaluation_subsets(manifest) if manifest is not None else {TOTAL: list(refs)}
     if set(subsets[TOTAL]) != set(refs):
@@ -59,5 +60,7 @@ def evaluate_predictions(predictions: str | Path, references: str | Path, out: s
                                                     pred_name=str(predictions), ref_name=f"{references} ({name})")}
     result = {"variant": variant, "seed": seed, "split": split, "n_pairs": len(refs), "metrics": metrics,
               "subsets": scored, "skipped": skipped}
+    if (detection := change_detection(preds, refs, subsets)) is not None:
+        result["detection"] = detection
     write_json(out, result)
     return result
