@@ -114,7 +114,7 @@ def captions(batch: int, finetune: bool) -> tuple[list[str], torch.Tensor]:
 class Stage:
     """One stage's model, optimiser and batch; `step()` is one training step of `fit`."""
 
-    def __init__(self, config: str, name: str, params, batch: int, dev: torch.device):
+    def __init__(self, config: str, name: str, params, batch: int, dev: torch.device, output_vocab: str = "clip"):
         self.config, self.name, self.batch, self.dev = config, name, batch, dev
         m = params.model
         procs = Processes()
@@ -129,7 +129,11 @@ class Stage:
             self.tokens = int((tokenizer.retrieval(texts) != 0).sum())
         else:
             cfg = params.finetune
-            self.model = finetune_model("no-adapt", m, cfg, None).to(dev)
+            self.model = finetune_model("no-adapt", m, cfg, None)
+            if output_vocab == "train":   # as the finetune stage does, on the captions it trains on
+                self.model.captioner.restrict_output(
+                    tokenizer.target_vocabulary(CHANGE_CAPTIONS + NO_CHANGE_CAPTIONS))
+            self.model = self.model.to(dev)
             self.opt = finetune_optimizer(self.model, cfg, T_TOTAL)
             self.loss = lambda model, b: finetune_loss(model, b, tokenizer, procs)
             self.after_step = None
@@ -142,6 +146,8 @@ class Stage:
         self.data = {"before": torch.randn(batch, 3, *size, generator=g),
                      "after": torch.randn(batch, 3, *size, generator=g), "text": texts, "role": roles}
         self.arch, self.max_tokens = m.arch, m.max_tokens
+        head = getattr(getattr(self.model, "captioner", None), "output_ids", None)
+        self.output_words = None if head is None else int(head.numel())
         self.params_total = sum(p.numel() for p in self.model.parameters())
         self.params_trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         self.model.train()
@@ -188,7 +194,7 @@ def bench(stage: Stage, warmup: int, steps: int, peak: float) -> dict:
     fwd_bwd = min(t["forward"] + t["backward"] for t in times)
     return {
         "config": stage.config, "stage": stage.name, "arch": stage.arch, "image_size": stage.image_size,
-        "max_tokens": stage.max_tokens, "batch_pairs": stage.batch, "real_tokens": stage.tokens,
+        "max_tokens": stage.max_tokens, "output_words": stage.output_words, "batch_pairs": stage.batch, "real_tokens": stage.tokens,
         "params_total": stage.params_total, "params_trainable": stage.params_trainable,
         "warmup": warmup, "steps": steps,
         "ms_best": 1e3 * best["total"], "ms_median": 1e3 * statistics.median(total),
@@ -213,6 +219,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
+    ap.add_argument("--output-vocab", choices=("clip", "train"), default="clip",
+                    help="finetune: the captioner scores all of CLIP's words, or only the captions' "
+                         "(model.output_vocab)")
     args = ap.parse_args()
     if args.batch is not None and args.batch < 2:
         ap.error("--batch must be at least 2 (InfoNCE needs negatives; finetune pairs come in scenes of 2)")
@@ -247,7 +256,7 @@ def main() -> None:
         for name in stages:
             torch.manual_seed(0)
             start = time.perf_counter()
-            stage = Stage(config, name, params, batch, dev)
+            stage = Stage(config, name, params, batch, dev, args.output_vocab)
             r = bench(stage, args.warmup, steps, peak)
             del stage
             gc.collect()

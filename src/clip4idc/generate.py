@@ -33,7 +33,7 @@ def greedy_ids(model: CaptionModel, before: torch.Tensor, after: torch.Tensor, *
             last = torch.zeros_like(ids, dtype=torch.bool)
             last[:, -1] = True
             logits = model.captioner.decode(ids, memories, positions=last)
-        next_id = logits.argmax(-1)
+        next_id = model.captioner.output_token(logits.argmax(-1))
         next_id = torch.where(finished, torch.full_like(next_id, eot_id), next_id)
         ids = torch.cat([ids, next_id[:, None]], dim=1)
         finished |= next_id == eot_id
@@ -105,7 +105,7 @@ def _beam_search(model: CaptionModel, before: torch.Tensor, after: torch.Tensor,
         candidates = (scores.reshape(-1, 1) + log_probs).reshape(pairs, k * vocab)
         # 2k candidates: at most k are <end> (one per beam), so at least k live ones remain.
         top, flat = candidates.topk(2 * k, dim=1)  # sorted, best first
-        beam, token = torch.div(flat, vocab, rounding_mode="floor"), flat % vocab
+        beam, token = torch.div(flat, vocab, rounding_mode="floor"), model.captioner.output_token(flat % vocab)
         is_end = token == eot_id
 
         # Finished hypotheses: <end> extensions among the first k, of pairs still searching.

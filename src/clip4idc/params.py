@@ -127,6 +127,9 @@ class ModelParams(Section):
     pretrained: str                    # "pipeline" (the pretrain stage's weights), "openai", or a file path
     intra_layers: int = Field(ge=1)    # CLIP blocks run on each image alone; the rest run on the joint pair
     max_tokens: int = Field(ge=4)      # the authors' max_words (paper: 32): text positions, see text.py
+    # The words the captioner scores: "clip", all 49,408 of CLIP's BPE (the authors); "train", only those
+    # the training split's captions use (Captioner.restrict_output), for a tiny model's speed.
+    output_vocab: Literal["clip", "train"]
     captioner: CaptionerParams
 
 

@@ -69,6 +69,15 @@ class CaptionTokenizer:
         target_mask &= target_ids != self.pad_id
         return {"input_ids": input_ids, "target_ids": target_ids, "target_mask": target_mask}
 
+    def target_vocabulary(self, captions: Sequence[str]) -> list[int]:
+        """The ids `training` makes targets of for these captions (truncated as there, `<end>` included):
+        the smallest output vocabulary a captioner trained on them needs (`Captioner.restrict_output`)."""
+        ids = {self.eot_id}
+        for caption in captions:
+            ids.update(self._bpe.encode(caption)[:self.max_tokens - 1])
+        ids.discard(self.pad_id)   # never a target (masked), as in the authors' loss
+        return sorted(ids)
+
     def decode(self, ids: torch.Tensor | Sequence[Sequence[int]]) -> list[str]:
         """Generated ids → caption text, post-processed exactly as the authors' evaluation does.
 

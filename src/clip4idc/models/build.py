@@ -161,5 +161,8 @@ def load_caption_model(checkpoint: str | Path) -> tuple[CaptionModel, dict]:
     # `adapt` and `no-adapt` share one architecture; the weights come from the checkpoint.
     architecture = "clip-ft" if ckpt["variant"] == "clip-ft" else "no-adapt"
     model = build_caption_model(architecture, model_cfg, None, None)
+    output_ids = ckpt["state_dict"].get("captioner.output_ids")
+    if output_ids is not None:   # trained with an output vocabulary: score the same words
+        model.captioner.restrict_output(output_ids)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt

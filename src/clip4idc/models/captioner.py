@@ -136,7 +136,10 @@ class DecoderCache:
 
 
 class LMHead(nn.Module):
-    """dense → GELU → LayerNorm, then the (tied) word embedding as output weight plus a bias."""
+    """dense → GELU → LayerNorm, then the (tied) word embedding as output weight plus a bias.
+
+    `rows`: optional ids of the words to score (the output vocabulary, see `Captioner.restrict_output`);
+    the logits are then over those words only, in that order."""
 
     def __init__(self, hidden: int, vocab: int):
         super().__init__()
@@ -145,8 +148,11 @@ class LMHead(nn.Module):
         self.ln = nn.LayerNorm(hidden, eps=LN_EPS)
         self.bias = nn.Parameter(torch.zeros(vocab))
 
-    def forward(self, x: torch.Tensor, word_embedding: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.ln(self.act(self.dense(x))), word_embedding, self.bias)
+    def forward(self, x: torch.Tensor, word_embedding: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.ln(self.act(self.dense(x)))
+        if rows is None:
+            return F.linear(h, word_embedding, self.bias)
+        return F.linear(h, word_embedding[rows], self.bias[rows])
 
 
 class Captioner(nn.Module):
@@ -176,6 +182,38 @@ class Captioner(nn.Module):
         self.head = LMHead(hidden, token_embedding.num_embeddings)
         for part in (self.ln_embed, self.encoder, self.decoder, self.head):  # never the tied CLIP embeddings
             part.apply(_init_bert)
+        self.register_buffer("output_ids", None)   # all of CLIP's words until `restrict_output`
+
+    def restrict_output(self, ids: torch.Tensor | list[int]) -> None:
+        """Score only the words `ids` (BPE ids): logit i is then word `ids[i]` (sorted, unique).
+
+        The 49,408-word head dominates a tiny captioner's step while a synthetic corpus uses a few dozen
+        words. The embedding stays CLIP's, tied and whole; only the rows scored change. The ids become a
+        buffer (`captioner.output_ids`), so a checkpoint carries its output vocabulary.
+        """
+        ids = torch.as_tensor(ids, dtype=torch.long).unique(sorted=True)
+        vocab = self.token_embedding.num_embeddings
+        if ids.numel() == 0 or ids.min() < 0 or ids.max() >= vocab:
+            raise ValueError(f"output vocabulary must be a non-empty set of ids in [0, {vocab}), "
+                             f"got {ids.numel()} ids" + (f" from {int(ids.min())} to {int(ids.max())}"
+                                                         if ids.numel() else ""))
+        self.output_ids = ids.to(self.token_embedding.weight.device)
+
+    def output_index(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """BPE ids → their logit indices (the ids themselves without an output vocabulary). A word outside
+        the output vocabulary is an error: it could never be predicted, and no loss can count it."""
+        if self.output_ids is None:
+            return token_ids
+        index = torch.searchsorted(self.output_ids, token_ids).clamp(max=self.output_ids.numel() - 1)
+        unknown = self.output_ids[index] != token_ids
+        if unknown.any():
+            raise ValueError(f"token ids {sorted(set(token_ids[unknown].tolist()))[:10]} are not in the "
+                             f"captioner's output vocabulary of {self.output_ids.numel()} words")
+        return index
+
+    def output_token(self, index: torch.Tensor) -> torch.Tensor:
+        """Logit indices → BPE ids (inverse of `output_index`)."""
+        return index if self.output_ids is None else self.output_ids[index]
 
     @property
     def max_length(self) -> int:
@@ -193,7 +231,8 @@ class Captioner(nn.Module):
 
     def decode(self, input_ids: torch.Tensor, memories: list[torch.Tensor],
                key_padding_mask: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
-        """Token ids [B, L] + encoder memories → next-token logits [B, L, vocab].
+        """Token ids [B, L] + encoder memories → next-token logits [B, L, vocab] (vocab: the output
+        vocabulary, all of CLIP's words unless restricted; `output_token` maps an index to its id).
 
         positions: optional bool [B, L]; the logits of those positions only, as [N, vocab]. Training
         needs no logits at padding, and the 49,408-word head dominates the cost of a step.
@@ -217,7 +256,7 @@ class Captioner(nn.Module):
             x = layer(x, memory, self_mask)
         if positions is not None:
             x = x[positions]
-        return self.head(x, self.token_embedding.weight)
+        return self.head(x, self.token_embedding.weight, self.output_ids)
 
     def start_cache(self, memories: list[torch.Tensor]) -> DecoderCache:
         """An empty cache for `decode_step`: no token yet, the memories' cross-attention K/V projected once."""
@@ -248,7 +287,7 @@ class Captioner(nn.Module):
         for layer, kv, cross_kv in zip(self.decoder, cache.self_kv, cache.cross_kv):
             x, kv = layer.step(x, kv, cross_kv)
             self_kv.append(kv)
-        return self.head(x[:, -1], self.token_embedding.weight), DecoderCache(self_kv, cache.cross_kv)
+        return self.head(x[:, -1], self.token_embedding.weight, self.output_ids), DecoderCache(self_kv, cache.cross_kv)
 
     def forward(self, visual_tokens: torch.Tensor, input_ids: torch.Tensor,
                 positions: torch.Tensor | None = None) -> torch.Tensor:

@@ -70,7 +70,9 @@ def finetune_loss(model: nn.Module, batch: dict, tokenizer: CaptionTokenizer, pr
     # Logits at real target tokens only: the same loss as caption_loss, half the head's cost.
     logits = model(batch["before"].to(dev), batch["after"].to(dev), tok["input_ids"].to(dev), positions=real)
     role = batch["role"].to(dev)[:, None].expand_as(real)[real]
-    share = token_loss(logits, tok["target_ids"].to(dev)[real], role, n_roles=2,
+    captioner = getattr(model, "module", model).captioner   # under DDP, the wrapped model's
+    targets = captioner.output_index(tok["target_ids"].to(dev)[real])
+    share = token_loss(logits, targets, role, n_roles=2,
                        total=lambda count: sum_over_processes(count, procs))
     return share * procs.world
 
@@ -87,7 +89,11 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
         dev = procs.device
         prepared = Prepared(prepared_dir)
         tokenizer = CaptionTokenizer(model_cfg.arch, model_cfg.max_tokens)
-        model = finetune_model(variant, model_cfg, cfg, clip_weights, adapt_checkpoint).to(dev)
+        model = finetune_model(variant, model_cfg, cfg, clip_weights, adapt_checkpoint)
+        if model_cfg.output_vocab == "train":
+            train_captions = [c for m in prepared.manifest("train") for c in m["references"]]
+            model.captioner.restrict_output(tokenizer.target_vocabulary(train_captions))
+        model = model.to(dev)
 
         train_set = CaptionDataset(prepared, "train", seed=seed)
         batches = GlobalBatches(len(train_set), cfg.batch_size, seed, procs, stage="finetune")

@@ -1,0 +1,127 @@
+"""The captioner's output vocabulary (`model.output_vocab: train`): the same model, scoring fewer words.
+
+Restricting the head must change nothing but which words are scored: each logit is the full head's
+logit of its word, decoding picks the best word among them, the loss is the cross-entropy over them,
+and a checkpoint carries its vocabulary (tiny config, random weights).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clip4idc.generate import beam_ids, greedy_ids
+from clip4idc.models import CaptionModel, create_clip
+from clip4idc.models.build import load_caption_model
+from clip4idc.params import ModelParams
+from clip4idc.runtime import save_checkpoint
+from clip4idc.text import CaptionTokenizer
+from clip4idc.train.finetune import finetune_loss
+from clip4idc.train.loop import Processes
+
+ARCH = "clip4idc-tiny"
+CAPTIONS = ["the small red cube has been moved", "the large gray sphere changed its color",
+            "no change was made", "there is no difference"]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return CaptionTokenizer(ARCH, 24)
+
+
+@pytest.fixture(scope="module")
+def words(tok):
+    return tok.target_vocabulary(CAPTIONS)
+
+
+def _model(seed: int = 0) -> CaptionModel:
+    torch.manual_seed(seed)
+    return CaptionModel.from_clip(create_clip(ARCH, None), intra_layers=3, joint=True, heads=4, ffn=256,
+                                  layers=3, dropout=0.1).eval()
+
+
+def _restricted(words) -> tuple[CaptionModel, CaptionModel]:
+    full, small = _model(), _model()
+    small.captioner.restrict_output(words)
+    return full, small
+
+
+def _pairs(n: int = 3):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 3, 64, 64, generator=g), torch.randn(n, 3, 64, 64, generator=g)
+
+
+def test_target_vocabulary_holds_every_training_target_and_end_but_not_padding(tok, words):
+    t = tok.training(CAPTIONS)
+    targets = set(t["target_ids"][t["target_mask"]].tolist())
+    assert targets <= set(words) and tok.eot_id in words
+    assert set(words) - targets == set()            # nothing beyond what training targets
+    assert tok.pad_id not in words and words == sorted(words)
+    assert len(words) < 40                          # a few dozen of 49,408
+
+
+def test_each_logit_is_the_full_heads_logit_of_its_word(words):
+    full, small = _restricted(words)
+    before, after = _pairs()
+    ids = torch.tensor([[49406, 320, 1400, 518]] * 3)
+    with torch.no_grad():
+        expected = full(before, after, ids)[..., torch.tensor(words)]
+        got = small(before, after, ids)
+    assert got.shape[-1] == len(words)
+    torch.testing.assert_close(got, expected)
+
+
+def test_decoding_picks_the_best_word_of_the_output_vocabulary(tok, words):
+    full, small = _restricted(words)
+    before, after = _pairs()
+    # Reference: the full head, every word outside the vocabulary masked out.
+    outside = torch.ones(full.captioner.token_embedding.num_embeddings, dtype=torch.bool)
+    outside[torch.tensor(words)] = False
+    with torch.no_grad():
+        full.captioner.head.bias[outside] = float("-inf")
+    kw = dict(sot_id=tok.sot_id, eot_id=tok.eot_id, max_len=6)
+    got = greedy_ids(small, before, after, **kw)
+    assert torch.equal(got, greedy_ids(full, before, after, **kw))
+    assert set(got.flatten().tolist()) <= set(words)
+    assert torch.equal(beam_ids(small, before, after, beam_size=3, **kw),
+                       beam_ids(full, before, after, beam_size=3, **kw))
+
+
+def test_loss_is_the_cross_entropy_over_the_output_vocabulary(tok, words):
+    full, small = _restricted(words)
+    before, after = _pairs(4)
+    batch = {"before": before, "after": after, "text": CAPTIONS, "role": torch.tensor([0, 0, 1, 1])}
+    procs = Processes()
+    with torch.no_grad():
+        got = finetune_loss(small, batch, tok, procs)
+        t = tok.training(CAPTIONS)
+        real = t["target_mask"]
+        logits = full(before, after, t["input_ids"], positions=real)[:, torch.tensor(words)]
+        index = torch.searchsorted(torch.tensor(words), t["target_ids"][real])
+        role = batch["role"][:, None].expand_as(real)[real]
+        ce = F.cross_entropy(logits, index, reduction="none")
+        expected = ce[role == 0].mean() + ce[role == 1].mean()
+    torch.testing.assert_close(got, expected)
+
+
+def test_a_word_outside_the_vocabulary_is_named(words):
+    _, small = _restricted(words)
+    with pytest.raises(ValueError, match=r"\[7\]"):
+        small.captioner.output_index(torch.tensor([words[0], 7]))
+    with pytest.raises(ValueError, match="output vocabulary"):
+        small.captioner.restrict_output([0, 49408])
+
+
+def test_a_checkpoint_carries_its_output_vocabulary(tmp_path, words):
+    _, small = _restricted(words)
+    model_cfg = ModelParams.model_validate({
+        "arch": ARCH, "pretrained": "pipeline", "intra_layers": 3, "max_tokens": 24, "output_vocab": "train",
+        "captioner": {"heads": 4, "ffn": 256, "layers": 3, "dropout": 0.1}})
+    save_checkpoint(tmp_path / "m.pt", {"kind": "finetune", "variant": "adapt", "seed": 0,
+                                        "state_dict": small.state_dict(), "model": model_cfg.model_dump(mode="json")})
+    loaded, _ = load_caption_model(tmp_path / "m.pt")
+    assert loaded.captioner.output_ids.tolist() == words
+    before, after = _pairs()
+    ids = torch.tensor([[49406, 320]] * 3)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(before, after, ids), small(before, after, ids))
