@@ -76,6 +76,16 @@ def test_score_equals_direct_pycocoevalcap(scorer):
     assert 0 < ours["BLEU-4"] < 1 and 0 < ours["CIDEr"] < 10
 
 
+def test_subsets_tokenised_once_score_as_separate_calls(scorer):
+    ids = list(REFERENCES)
+    subsets = {"all": ids, "first": ids[:3], "rest": ids[3:][::-1]}
+    got = scorer.score_subsets(PREDICTIONS, REFERENCES, subsets)
+    for name, subset in subsets.items():
+        assert got[name] == scorer.score({i: PREDICTIONS[i] for i in subset}, {i: REFERENCES[i] for i in subset})
+    with pytest.raises(ValueError, match="subset 'bad'"):
+        scorer.score_subsets(PREDICTIONS, REFERENCES, {"bad": ["no such id"]})
+
+
 def test_scorer_is_reusable(scorer):
     first = scorer.score(PREDICTIONS, REFERENCES)
     assert scorer.score(PREDICTIONS, REFERENCES) == first

@@ -49,15 +49,11 @@ def evaluate_predictions(predictions: str | Path, references: str | Path, out: s
         print(f"evaluate: SPICE skipped: {reason}", flush=True)
         skipped[SPICE], spice = reason, False
     with CaptionScorer(spice=spice) as scorer:
-        metrics = scorer.score(preds, refs, pred_name=str(predictions), ref_name=str(references))
-        scored = {}
-        for name, ids in subsets.items():
-            if name == TOTAL:
-                continue
-            # The total was scored first, so every id has a prediction.
-            scored[name] = {"n_pairs": len(ids),
-                            "metrics": scorer.score({i: preds[i] for i in ids}, {i: refs[i] for i in ids},
-                                                    pred_name=str(predictions), ref_name=f"{references} ({name})")}
+        # The total in the references' order (as a direct pycocoevalcap call), each subset a corpus of its own.
+        scores = scorer.score_subsets(preds, refs, subsets | {TOTAL: list(refs)},
+                                      pred_name=str(predictions), ref_name=str(references))
+    metrics = scores.pop(TOTAL)
+    scored = {name: {"n_pairs": len(subsets[name]), "metrics": scores[name]} for name in subsets if name != TOTAL}
     result = {"variant": variant, "seed": seed, "split": split, "n_pairs": len(refs), "metrics": metrics,
               "subsets": scored, "skipped": skipped}
     if (detection := change_detection(preds, refs, subsets)) is not None:
