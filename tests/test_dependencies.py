@@ -91,20 +91,25 @@ def dag(ran) -> dict[tuple[str, ...], dict]:
 def _out_of_date(repo: Path, dag: dict, edited: str | None = None) -> tuple[set, set]:
     """(Snakemake's jobs out of date by the edit itself, DVC's changed stages), both as job ids.
 
-    Snakemake: the jobs whose recorded params differ (status "params changed" in `--summary`, which judges
-    each job on its own) and, for an edited file, the jobs of the dry run that list it as an input. The dry
+    Snakemake: after a params edit, the jobs whose recorded params differ (status "params changed" in
+    `--summary`, which judges each job on its own); after a file edit, the jobs of the dry run that list
+    the file as an input. Where neither finds a job, the dry run must be empty. The dry
     run's reasons cannot be used alone: a job below an out-of-date one is reported only as "updated by
     another job". (`--list-changes params` lists unchanged files too in Snakemake 9.27.)
     """
-    jobs = snakemake_jobs(repo, "all")
     by_output = {out: k for k in dag for out in k}
-    summary = run([str(BIN / "snakemake"), "--summary", "--cores", "1", "all"], repo).stdout.splitlines()
-    direct = {by_output[row.split("\t")[0]] for row in summary
-              if row.count("\t") >= 4 and row.split("\t")[4] == "params changed"}
-    if edited is not None:
-        direct |= {_job_id(j["outputs"]) for j in jobs if edited in j["inputs"]}
-    if not direct:
-        assert jobs == [], f"nothing changed, yet Snakemake would run {[j['rule'] for j in jobs]}"
+    if edited is None:   # a params edit: no file of a job's closure changed
+        summary = run([str(BIN / "snakemake"), "--summary", "--cores", "1", "all"], repo).stdout.splitlines()
+        direct = {by_output[row.split("\t")[0]] for row in summary
+                  if row.count("\t") >= 4 and row.split("\t")[4] == "params changed"}
+        if not direct:
+            jobs = snakemake_jobs(repo, "all")
+            assert jobs == [], f"nothing changed, yet Snakemake would run {[j['rule'] for j in jobs]}"
+    else:                # a file edit: params did not change
+        jobs = snakemake_jobs(repo, "all")
+        direct = {_job_id(j["outputs"]) for j in jobs if edited in j["inputs"]}
+        if not direct:
+            assert jobs == [], f"nothing changed, yet Snakemake would run {[j['rule'] for j in jobs]}"
     status = json.loads(run([str(BIN / "dvc"), "status", "--json"], repo).stdout or "{}")
     by_name = {j["dvc"]: k for k, j in dag.items()}
     return direct, {by_name[name] for name in status}
