@@ -69,7 +69,10 @@ def main() -> None:
         log = Path(args.log)
         if not log.is_file():
             ap.error(f"no such log: {log}")
-    jobs, wall = parse(log)
+    try:
+        jobs, wall = parse(log)
+    except ValueError as err:
+        ap.error(str(err))
     per_rule: dict[str, list[float]] = defaultdict(list)
     for job in jobs:
         per_rule[job["rule"]].append(job["seconds"])

@@ -24,11 +24,9 @@ from clip4idc import deps
 from clip4idc.stages import STAGES
 from workflow_helpers import BIN, dvc_stages, run, scratch_repo, snakemake_jobs
 
-pytestmark = [pytest.mark.slow, pytest.mark.needs_java, pytest.mark.needs_pdflatex]
+pytestmark = pytest.mark.slow   # no stage runs (placeholder outputs): neither Java nor pdflatex is needed
 
 SMOKE = "smoke"
-# Where a rule or DVC stage is named otherwise than its stage module (DVC needs two stages for one rule).
-MODULE = {"finetune_adapt": "finetune", "evaluate_baseline": "evaluate"}
 
 
 def _params(repo: Path) -> dict:
@@ -74,14 +72,12 @@ def _job_id(outputs) -> tuple[str, ...]:
 
 @pytest.fixture(scope="module")
 def dag(ran) -> dict[tuple[str, ...], dict]:
-    """Every job of the DAG by its outputs: its stage module ("rule"), dataset (if any) and DVC stage name."""
-    jobs = {_job_id(j["outputs"]): {"rule": MODULE.get(j["rule"], j["rule"])}
-            for j in snakemake_jobs(ran, "--forceall", "all")}
-    for job in jobs.values():
-        job["dataset"] = None
+    """Every job of the DAG by its outputs: its rule (named after its stage module), dataset (if any) and DVC
+    stage name (DVC needs two stages for the rules `finetune` and `evaluate`)."""
+    jobs = {}
     for j in snakemake_jobs(ran, "--forceall", "all"):
-        m = re.search(r"--dataset (\S+)", j["cmd"])
-        jobs[_job_id(j["outputs"])]["dataset"] = m.group(1) if m else None
+        dataset = re.search(r"--dataset (\S+)", j["cmd"])
+        jobs[_job_id(j["outputs"])] = {"rule": j["rule"], "dataset": dataset.group(1) if dataset else None}
     for s in dvc_stages(ran):
         jobs[_job_id(s["outs"])]["dvc"] = s["name"]
     assert all("dvc" in j for j in jobs.values()), "every Snakemake job is a DVC stage"
@@ -98,18 +94,17 @@ def _out_of_date(repo: Path, dag: dict, edited: str | None = None) -> tuple[set,
     another job". (`--list-changes params` lists unchanged files too in Snakemake 9.27.)
     """
     by_output = {out: k for k in dag for out in k}
+    jobs = None
     if edited is None:   # a params edit: no file of a job's closure changed
         summary = run([str(BIN / "snakemake"), "--summary", "--cores", "1", "all"], repo).stdout.splitlines()
         direct = {by_output[row.split("\t")[0]] for row in summary
                   if row.count("\t") >= 4 and row.split("\t")[4] == "params changed"}
-        if not direct:
-            jobs = snakemake_jobs(repo, "all")
-            assert jobs == [], f"nothing changed, yet Snakemake would run {[j['rule'] for j in jobs]}"
     else:                # a file edit: params did not change
         jobs = snakemake_jobs(repo, "all")
         direct = {_job_id(j["outputs"]) for j in jobs if edited in j["inputs"]}
-        if not direct:
-            assert jobs == [], f"nothing changed, yet Snakemake would run {[j['rule'] for j in jobs]}"
+    if not direct:
+        jobs = snakemake_jobs(repo, "all") if jobs is None else jobs
+        assert jobs == [], f"nothing changed, yet Snakemake would run {[j['rule'] for j in jobs]}"
     status = json.loads(run([str(BIN / "dvc"), "status", "--json"], repo).stdout or "{}")
     by_name = {j["dvc"]: k for k, j in dag.items()}
     return direct, {by_name[name] for name in status}

@@ -118,12 +118,15 @@ class CaptionScorer:
         direct pycocoevalcap call over the same dicts does (sums are order-sensitive in the last
         bits of a float). `pred_name`/`ref_name` name the inputs in error messages (e.g. file paths).
         """
-        return self._score(predictions, references, pred_name, ref_name)
+        whole = "all"
+        return self.score_subsets(predictions, references, {whole: list(references)},
+                                  pred_name=pred_name, ref_name=ref_name)[whole]
 
     def score_subsets(self, predictions: Mapping[str, str], references: Mapping[str, list[str]],
                       subsets: Mapping[str, list[str]], *, pred_name: str = "predictions",
                       ref_name: str = "references") -> dict[str, dict[str, float]]:
-        """`score` of each subset (name -> ids), each a corpus of its own, ids in the subset's order.
+        """Corpus scores (as `score` gives them) of each subset (name -> ids), each a corpus of its own, ids in
+        the subset's order.
 
         The captions are tokenised once, not once per subset: the Java tokenizer treats every line on its
         own, so the tokens, and every score, are those of separate `score` calls (tested), at the cost
@@ -132,8 +135,9 @@ class CaptionScorer:
         if self._closed:
             raise RuntimeError("this CaptionScorer was closed; create a new one")
         check_caption_inputs(predictions, references, pred_name, ref_name)
+        known = set(references)
         for name, ids in subsets.items():
-            if not ids or not set(ids) <= set(references):
+            if not ids or not set(ids) <= known:
                 raise ValueError(f"subset {name!r}: expected a non-empty list of ids of {ref_name}")
         gts = self._tokenize({i: references[i] for i in references})
         res = self._tokenize({i: [predictions[i]] for i in references})
@@ -154,14 +158,6 @@ class CaptionScorer:
         self.close()
 
     # -- internals --------------------------------------------------------------------------
-    def _score(self, predictions, references, pred_name: str, ref_name: str) -> dict[str, float]:
-        if self._closed:
-            raise RuntimeError("this CaptionScorer was closed; create a new one")
-        check_caption_inputs(predictions, references, pred_name, ref_name)
-        ids = list(references)
-        return self._metrics(self._tokenize({i: references[i] for i in ids}),
-                             self._tokenize({i: [predictions[i]] for i in ids}))
-
     def _metrics(self, gts: dict[str, list[str]], res: dict[str, list[str]]) -> dict[str, float]:
         """The scores of tokenised captions (pycocoevalcap's gts / res), in the dicts' id order."""
         bleu, _ = self._bleu.compute_score(gts, res, verbose=0)

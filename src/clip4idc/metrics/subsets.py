@@ -9,6 +9,7 @@ Datasets without distractors or change types (Spot-the-Diff, IER) have only the 
 from __future__ import annotations
 
 from ..data.records import CHANGE_TYPES
+from .caption import normalize_caption
 
 TOTAL = "total"
 
@@ -35,7 +36,7 @@ def evaluation_subsets(manifest: list[dict]) -> dict[str, list[str]]:
 
 
 def _sentence(text: str) -> str:
-    return " ".join(text.lower().replace(".", " ").split())
+    return normalize_caption(text.replace(".", " "))
 
 
 def change_detection(predictions: dict[str, str], references: dict[str, list[str]],
