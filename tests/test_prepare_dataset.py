@@ -103,6 +103,29 @@ def test_pretrain_dataset(data_prepared):
     assert batch["image"].shape == (2, 3, SIZE, SIZE) and len(batch["text"]) == 2
 
 
+def test_scene_batches_pair_an_unchanged_view_with_the_changed_view_of_each_scene(data_prepared):
+    from clip4idc.data.dataset import SceneBatches
+    ds = PretrainDataset(data_prepared, "train")
+    manifest = data_prepared.manifest("train")
+    path = {i: data_prepared.paths[row] for i, (row, _) in enumerate(ds.items)}
+    assert len(ds.scenes) == 10
+    for unchanged, changed in ds.scenes:   # CLEVR-Change layout: default + nonsemantic, then semantic
+        assert sorted(path[i].split("/")[0] for i in unchanged) == ["images", "nsc_images"]
+        assert path[changed].startswith("sc_images/")
+    batches = list(SceneBatches(ds.scenes, 6, torch.Generator().manual_seed(0)))
+    assert len(batches) == 3 and all(len(b) == 6 for b in batches)   # 10 scenes, 3 per batch: 9 used
+    changed_of = {c: u for u, c in ds.scenes}
+    seen = []
+    for batch in batches:
+        for before, after in zip(batch[::2], batch[1::2]):
+            assert before in changed_of[after]          # the two views come from one scene
+        seen += batch[1::2]
+    assert len(set(seen)) == 9
+    assert len(manifest) == 20
+    with pytest.raises(ValueError, match="even batch size"):
+        SceneBatches(ds.scenes, 5, torch.Generator())
+
+
 def test_adapt_dataset_uses_change_captions_only(data_prepared):
     ds = AdaptDataset(data_prepared, "train", distractor_swap_p=0.0, seed=0)
     change = [m for m in data_prepared.manifest("train") if m["changed"]]

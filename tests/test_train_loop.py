@@ -5,6 +5,7 @@ profile's data; a killed run is killed with SIGKILL, as a cluster's out-of-time 
 """
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -239,3 +240,18 @@ def test_bf16_autocast_only_on_a_gpu():
     with autocast(True, torch.device("cpu")):
         assert not torch.is_autocast_enabled("cpu")
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_threads_follow_snakemakes_omp_num_threads(monkeypatch):
+    """Snakemake passes a job's `threads` as OMP_NUM_THREADS: one-thread jobs then run side by side."""
+    from clip4idc.runtime import set_threads
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert set_threads(None) == 1 == torch.get_num_threads()
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert set_threads(None) == (os.cpu_count() or 1)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert set_threads(2) == min(2, os.cpu_count() or 1)   # an explicit --threads wins
+    finally:
+        torch.set_num_threads(before)

@@ -125,8 +125,9 @@ def _jobs_with_resources(*args: str) -> list[dict]:
     return jobs
 
 
-def _assert_resources_from_params(jobs: list[dict], profile: str | None) -> None:
-    """Each job asks for its stage's gpus (none at all where 0), mem_mb and runtime, from its dataset's params."""
+def _assert_resources_from_params(jobs: list[dict], profile: str | None, cores: int) -> None:
+    """Each job asks for its stage's gpus (none at all where 0), mem_mb, runtime and threads (0: all `cores`),
+    from its dataset's params."""
     for job in jobs:
         dataset = job["wildcards"].get("dataset")
         want = getattr(clip4idc_params.load(REPO / "params.yaml", profile, dataset=dataset).execution.resources,
@@ -135,6 +136,7 @@ def _assert_resources_from_params(jobs: list[dict], profile: str | None) -> None
         assert (res["mem_mb"], res["runtime"]) == (want.mem_mb, want.runtime), job
         assert res.get("gpu") == (want.gpus or None), job
         assert not {"gpus", "gres", "gpu_model", "nvidia_gpu"} & set(res), job
+        assert job["threads"] == (want.threads or cores), job
 
 
 def _slurm_dry_run() -> list[dict]:
@@ -146,14 +148,14 @@ def _slurm_dry_run() -> list[dict]:
 def test_slurm_profile_dry_run_schedules_the_paper_dag_with_its_resources():
     jobs = _slurm_dry_run()
     assert collections.Counter(j["rule"] for j in jobs) == PAPER_COUNTS
-    _assert_resources_from_params(jobs, "paper")
+    cores = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())["cores"]
+    _assert_resources_from_params(jobs, "paper", cores)
     paper = clip4idc_params.load(REPO / "params.yaml", "paper").execution.resources
     assert paper.adapt.gpus == 2   # the authors' 2 GPUs: the case torchrun serves
     for job in (j for j in jobs if j["rule"] == "adapt"):
         assert (job["resources"]["gpu"], job["resources"]["mem_mb"], job["resources"]["runtime"]) == (
             paper.adapt.gpus, paper.adapt.mem_mb, paper.adapt.runtime)
-    # `threads: workflow.cores` takes the profile's cores (a SLURM run has no --cores of its own)
-    cores = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())["cores"]
+    # threads 0 takes the profile's cores (a SLURM run has no --cores of its own)
     assert {j["threads"] for j in jobs if j["rule"] in {"pretrain", "adapt", "finetune", "decode"}} == {cores}
     # The cluster run executes the very commands of the local run (and so of dvc.yaml).
     local = _jobs_with_resources("-n", "-p", "--forceall", "--cores", "1", "all",
@@ -194,10 +196,12 @@ def test_slurm_plugin_turns_the_resources_into_sbatch_and_srun_options():
 def test_local_dry_runs_keep_working_with_gpu_resources():
     """The embedded default requests no GPU; the paper profile's GPU jobs are planned on a local run too:
     Snakemake limits only the resources given to --resources, so `gpu` does not hold them back."""
-    jobs = _jobs_with_resources("-n", "--forceall", "all")
+    jobs = _jobs_with_resources("-n", "--forceall", "--cores", "4", "all")
     assert {j["rule"] for j in jobs} == STAGES
     assert not any("gpu" in j["resources"] for j in jobs)
-    _assert_resources_from_params(jobs, None)   # the profile params.yaml names
+    _assert_resources_from_params(jobs, None, 4)   # the profile params.yaml names
+    # The embedded default runs fine-tunings, decodings and scorings side by side, one thread each.
+    assert {j["threads"] for j in jobs if j["rule"] in {"finetune", "decode", "evaluate"}} == {1}
     paper = _jobs_with_resources("-n", "--forceall", "--cores", "1", "all", "--config", "profile=paper")
     assert collections.Counter(j["rule"] for j in paper) == PAPER_COUNTS
     assert {j["resources"]["gpu"] for j in paper if j["rule"] == "adapt"} == {2}

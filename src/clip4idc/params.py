@@ -152,6 +152,8 @@ class PretrainParams(Section):
     lr: float = Field(gt=0)
     weight_decay: float = Field(ge=0)
     warmup: float = Field(ge=0, lt=1)
+    scene_batches: bool                             # batches of before/after views of the same scenes (hard
+                                                    # negatives) instead of random images
 
 
 class AdaptParams(Section):
@@ -199,6 +201,9 @@ class StageResources(Section):
     gpus: int = Field(ge=0)        # adapt/finetune: > 1 runs one training process per GPU (torchrun)
     mem_mb: int = Field(ge=1)      # host memory
     runtime: int = Field(ge=1)     # minutes of wall time
+    threads: int = Field(ge=0)     # CPU threads per job under Snakemake; 0: every core it was given (one such job
+                                   # at a time). 1: jobs side by side, one thread each (DVC runs stages one at a
+                                   # time and always gives them every core)
 
 
 class Resources(Section):

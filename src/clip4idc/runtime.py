@@ -15,8 +15,13 @@ from .io import atomic_path
 
 def set_threads(threads: int | None) -> int:
     """Use at most the machine's cores: oversubscribed torch threads spin and slow everything.
-    Under torchrun the cores are shared among the processes of this machine."""
+    Under torchrun the cores are shared among the processes of this machine. Without `threads`,
+    OMP_NUM_THREADS where set: Snakemake sets it to a job's `threads`, so jobs of one thread each
+    run side by side (`execution.resources.<stage>.threads`); otherwise every core."""
     cores = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    if not threads:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        threads = int(env) if env.isdigit() else None
     n = min(threads or cores, cores)
     torch.set_num_threads(n)
     return n

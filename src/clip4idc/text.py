@@ -47,8 +47,10 @@ class CaptionTokenizer:
         """`<start> caption <end>` padded with 0 → LongTensor [N, max_tokens], for CLIP's text encoder."""
         return self._bpe(captions, context_length=self.max_tokens)
 
-    def training(self, captions: Sequence[str] | str) -> dict[str, torch.Tensor]:
-        """Teacher forcing: input `<start> caption`, target `caption <end>`, both [N, max_tokens].
+    def training(self, captions: Sequence[str] | str, *, trim: bool = False) -> dict[str, torch.Tensor]:
+        """Teacher forcing: input `<start> caption`, target `caption <end>`, both [N, max_tokens]
+        (trim: [N, L], L the longest caption's length; the columns cut hold only padding, which neither
+        the loss nor, under causal attention, any real position sees).
 
         As the authors' caption loaders: the caption keeps its first max_tokens - 1 tokens, so the
         input and the target each fill at most max_tokens positions. target_mask says which targets
@@ -67,6 +69,10 @@ class CaptionTokenizer:
             target_ids[i, :n] = torch.tensor(words + [self.eot_id])
             target_mask[i, :n] = True
         target_mask &= target_ids != self.pad_id
+        if trim and captions:
+            # Every caption's last target is <end> (never the pad id): the last such column is the longest.
+            length = int((target_ids != self.pad_id).any(0).nonzero().max()) + 1
+            input_ids, target_ids, target_mask = input_ids[:, :length], target_ids[:, :length], target_mask[:, :length]
         return {"input_ids": input_ids, "target_ids": target_ids, "target_mask": target_mask}
 
     def target_vocabulary(self, captions: Sequence[str]) -> list[int]:

@@ -49,6 +49,19 @@ def scored_as(wc):
     return f"--variant {variant} --seed {seed.removeprefix('seed')}"
 
 
+def stage_threads(stage):
+    """A rule's `threads:`, from `execution.resources.<stage>.threads` (0: every core Snakemake was given, so one
+    such job at a time). Snakemake passes them to the job as OMP_NUM_THREADS, which the stages read. Resolved at
+    job time: `snakemake --report` runs without --cores."""
+    getattr(P.execution.resources, stage)
+
+    def threads(wc):
+        params = DP[wc.dataset] if "dataset" in wc.keys() else P
+        return getattr(params.execution.resources, stage).threads or workflow.cores
+
+    return threads
+
+
 def stage_resources(stage):
     """A rule's `resources:`, read from `execution.resources.<stage>` of its dataset's params (`DP`; `P` for the
     rules without a dataset wildcard: pretrain, report). The names are those the SLURM executor plugin turns into

@@ -8,6 +8,7 @@ rule fetch:
         directory(RAW),
     params:
         tracked=tracked("fetch"),
+    threads: stage_threads("fetch")
     resources:
         **stage_resources("fetch"),
     log:
@@ -28,6 +29,7 @@ rule prepare:
         directory(PREPARED),
     params:
         tracked=tracked("prepare"),
+    threads: stage_threads("prepare")
     resources:
         **stage_resources("prepare"),
     log:

@@ -10,7 +10,7 @@ rule decode:
         "results/predictions/{dataset}/{variant}/seed{seed}.json",
     params:
         tracked=tracked("decode"),
-    threads: lambda wildcards: workflow.cores  # at job time: `snakemake --report` runs without --cores
+    threads: stage_threads("decode")
     resources:
         **stage_resources("decode"),
     log:
@@ -31,6 +31,7 @@ rule baseline:
         "results/predictions/{dataset}/constant.json",
     params:
         tracked=tracked("baseline"),
+    threads: stage_threads("evaluate")
     resources:
         **stage_resources("evaluate"),
     log:
@@ -55,6 +56,7 @@ rule evaluate:
     params:
         tracked=tracked("evaluate"),
         scored_as=scored_as,
+    threads: stage_threads("evaluate")
     resources:
         **stage_resources("evaluate"),
     log:

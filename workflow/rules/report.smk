@@ -29,6 +29,7 @@ rule report:
                      caption="../report/figure.rst", category="Figures", subcategory="{dataset}",
                      labels={"dataset": "{dataset}", "figure": "{kind}"}),
         summary="results/ablation.json",
+    threads: stage_threads("evaluate")
     resources:
         **stage_resources("evaluate"),
     log:
@@ -48,6 +49,7 @@ rule tables_pdf:
         code=code("tables_pdf"),
     output:
         report("results/tables.pdf", caption="../report/tables_pdf.rst", category="Tables"),
+    threads: stage_threads("evaluate")
     resources:
         **stage_resources("evaluate"),
     log:

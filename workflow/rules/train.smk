@@ -10,7 +10,7 @@ rule pretrain:
         log="results/train/pretrain.json",
     params:
         tracked=tracked("pretrain"),
-    threads: lambda wildcards: workflow.cores  # at job time: `snakemake --report` runs without --cores
+    threads: stage_threads("pretrain")
     resources:
         **stage_resources("pretrain"),
     log:
@@ -34,7 +34,7 @@ rule adapt:
         live=directory("results/live/{dataset}/adapt"),
     params:
         tracked=tracked("adapt"),
-    threads: lambda wildcards: workflow.cores  # at job time: `snakemake --report` runs without --cores
+    threads: stage_threads("adapt")
     resources:
         **stage_resources("adapt"),
     log:
@@ -60,7 +60,7 @@ rule finetune:
     params:
         tracked=tracked("finetune"),
         start=lambda wc: "--adapted" if wc.variant == "adapt" else "--clip",
-    threads: lambda wildcards: workflow.cores  # at job time: `snakemake --report` runs without --cores
+    threads: stage_threads("finetune")
     resources:
         **stage_resources("finetune"),
     log:

@@ -1,6 +1,7 @@
 """Torch datasets over a prepared directory (see prepare.py). Items are dicts, never tuples.
 
-- `PretrainDataset`: single images with scene descriptions (the tiny CLIP's pretraining);
+- `PretrainDataset`: single images with scene descriptions (the tiny CLIP's pretraining), and
+  `SceneBatches`, batches of a scene's unchanged and changed views;
 - `AdaptDataset`: one item per (change pair, caption), before image randomly swapped with the
   distractor (stage 1, PAPER.md §3);
 - `PairDataset`: one item per pair, for retrieval evaluation and decoding;
@@ -13,12 +14,13 @@ whichever DataLoader worker builds it, and the same on resume.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from .records import SPLITS, PairRecord
 
@@ -119,6 +121,30 @@ class Prepared:
         return (pixels.permute(2, 0, 1).float().div_(255.0) - self._mean) / self._std
 
 
+class PairTokens:
+    """A frozen pair encoder's output for every pair of a split, computed once (train/finetune.py).
+
+    When fine-tuning keeps the whole pair encoder frozen, its tokens for a pair never change, so
+    they stand in for the images: `PairDataset` and `CaptionDataset` given a `PairTokens` yield the
+    before half (first T tokens) and the after half of a pair's [2T, D] tokens under "before" and
+    "after", where they would yield images.
+    """
+
+    def __init__(self, pair_ids: list[str], tokens: torch.Tensor):
+        if tokens.ndim != 3 or tokens.shape[0] != len(pair_ids) or tokens.shape[1] % 2:
+            raise ValueError(f"expected tokens [pairs={len(pair_ids)}, 2T, D], got {tuple(tokens.shape)}")
+        self.tokens = tokens
+        self._row = {pair_id: i for i, pair_id in enumerate(pair_ids)}
+
+    def halves(self, pair_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+        try:
+            pair = self.tokens[self._row[pair_id]]
+        except KeyError:
+            raise KeyError(f"pair {pair_id!r} has no precomputed tokens") from None
+        half = pair.shape[0] // 2
+        return pair[:half], pair[half:]
+
+
 def _rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
@@ -133,6 +159,15 @@ class PretrainDataset(Dataset):
         self.items = [(i, descriptions[prepared.paths[i]]) for i in rows if prepared.paths[i] in descriptions]
         if not self.items:
             raise ValueError(f"{prepared.root}: no image of split {split!r} has a scene description")
+        # Per scene: the items of its unchanged views (before image, distractor) and of its changed view.
+        item_of = {row: i for i, (row, _) in enumerate(self.items)}
+        groups: dict[str, dict[str, list[int]]] = {}
+        for m in prepared.manifest(split):
+            views = groups.setdefault(m["group"], {"unchanged": [], "changed": []})
+            for row, changed in ((m["before_index"], False), (m["after_index"], m["changed"])):
+                if row in item_of and item_of[row] not in views["unchanged"] + views["changed"]:
+                    views["changed" if changed else "unchanged"].append(item_of[row])
+        self.scenes = [(v["unchanged"], v["changed"][0]) for v in groups.values() if v["unchanged"] and v["changed"]]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -140,6 +175,34 @@ class PretrainDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         row, text = self.items[index]
         return {"image": self.prepared.image(row), "text": text}
+
+
+class SceneBatches(Sampler[list[int]]):
+    """Batches of `PretrainDataset` items that hold, for each of `batch_size // 2` scenes, one unchanged view
+    (the before image or the distractor, at random) and the changed view: every description then has a
+    near-twin in its batch that differs in one object, a hard negative for the contrastive loss. The two
+    unchanged views of a scene never share a batch (their descriptions say the same)."""
+
+    def __init__(self, scenes: list[tuple[list[int], int]], batch_size: int, generator: torch.Generator):
+        if batch_size < 2 or batch_size % 2:
+            raise ValueError(f"scene batches need an even batch size of at least 2, got {batch_size}")
+        if len(scenes) < batch_size // 2:
+            raise ValueError(f"{len(scenes)} scenes with a change are fewer than one batch of {batch_size // 2}")
+        self.scenes, self.per_batch, self.generator = scenes, batch_size // 2, generator
+
+    def __len__(self) -> int:
+        return len(self.scenes) // self.per_batch   # the last, partial batch is dropped
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(len(self.scenes), generator=self.generator).tolist()
+        picks = torch.randint(0, 2 ** 31, (len(order),), generator=self.generator).tolist()
+        for b in range(len(self)):
+            batch = []
+            for scene, pick in zip(order[b * self.per_batch:(b + 1) * self.per_batch],
+                                   picks[b * self.per_batch:(b + 1) * self.per_batch]):
+                unchanged, changed = self.scenes[scene]
+                batch += [unchanged[pick % len(unchanged)], changed]
+            yield batch
 
 
 class AdaptDataset(Dataset):
@@ -182,11 +245,19 @@ class AdaptDataset(Dataset):
                 "text": pair["references"][c], "pair": p}
 
 
+def _inputs(prepared: Prepared, tokens: PairTokens | None, m: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a model takes for pair `m`: its two images, or the halves of its precomputed tokens."""
+    if tokens is not None:
+        return tokens.halves(m["pair_id"])
+    return prepared.image(m["before_index"]), prepared.image(m["after_index"])
+
+
 class PairDataset(Dataset):
     """One item per pair of a split (optionally only change or only no-change pairs)."""
 
-    def __init__(self, prepared: Prepared, split: str, *, changed: bool | None = None):
-        self.prepared = prepared
+    def __init__(self, prepared: Prepared, split: str, *, changed: bool | None = None,
+                 tokens: PairTokens | None = None):
+        self.prepared, self.tokens = prepared, tokens
         self.manifest = [m for m in prepared.manifest(split) if changed is None or m["changed"] == changed]
         fields = PairRecord.__dataclass_fields__
         self.records = [PairRecord.from_dict({k: v for k, v in m.items() if k in fields}) for m in self.manifest]
@@ -196,8 +267,8 @@ class PairDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         m = self.manifest[index]
-        return {"before": self.prepared.image(m["before_index"]), "after": self.prepared.image(m["after_index"]),
-                "pair": index, "pair_id": m["pair_id"]}
+        before, after = _inputs(self.prepared, self.tokens, m)
+        return {"before": before, "after": after, "pair": index, "pair_id": m["pair_id"]}
 
     def captions(self) -> tuple[list[str], list[int]]:
         """Every reference, flattened, with the index of its pair (multi-sentence retrieval)."""
@@ -215,8 +286,8 @@ class CaptionDataset(Dataset):
     role 0 for a change pair and 1 for a no-change pair; the loss sums the roles' means.
     """
 
-    def __init__(self, prepared: Prepared, split: str, *, seed: int):
-        self.prepared, self.seed, self.epoch = prepared, seed, 0
+    def __init__(self, prepared: Prepared, split: str, *, seed: int, tokens: PairTokens | None = None):
+        self.prepared, self.seed, self.epoch, self.tokens = prepared, seed, 0, tokens
         groups: dict[str, list[dict]] = {}
         for m in prepared.manifest(split):
             groups.setdefault(m["group"], []).append(m)
@@ -232,9 +303,8 @@ class CaptionDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         pairs = self.groups[index]
         rng = _rng(self.seed, self.epoch, index)
-        image = self.prepared.image
-        return {"before": torch.stack([image(m["before_index"]) for m in pairs]),
-                "after": torch.stack([image(m["after_index"]) for m in pairs]),
+        before, after = zip(*(_inputs(self.prepared, self.tokens, m) for m in pairs))
+        return {"before": torch.stack(before), "after": torch.stack(after),
                 "text": [m["references"][rng.integers(len(m["references"]))] for m in pairs],
                 "role": torch.tensor([0 if m["changed"] else 1 for m in pairs], dtype=torch.long)}
 

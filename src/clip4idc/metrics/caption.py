@@ -48,6 +48,16 @@ class _Meteor(Meteor):
     released and the interpreter would hang at exit; this `close` skips the lock.
     """
 
+    def _stat(self, hypothesis_str: str, reference_list: list[str]) -> str:
+        # A segment's METEOR statistics depend on its hypothesis and references only: scoring the same pair
+        # again (in another subset, or an unchanged caption at the next epoch) reuses them, and the
+        # aggregate (EVAL over the subset's statistics) is the one a fresh JVM would give.
+        key = (hypothesis_str, tuple(reference_list))
+        stats = self.__dict__.setdefault("_stats", {})
+        if key not in stats:
+            stats[key] = super()._stat(hypothesis_str, reference_list)
+        return stats[key]
+
     def close(self) -> None:
         proc = getattr(self, "meteor_p", None)  # absent when `java` could not be started
         if proc is None:

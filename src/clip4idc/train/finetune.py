@@ -6,6 +6,9 @@ Three variants, one code path; they differ only in how the visual side is built:
 - `no-adapt`: the CLIP4IDC pair encoder initialised from CLIP (new pair params random);
 - `adapt`: the CLIP4IDC pair encoder initialised from the stage-1 (adaptation) checkpoint.
 Parameters named in `freeze` are frozen, as the authors' caption script does with its freeze loop.
+When `freeze` covers the whole pair encoder (the embedded default), its output for a pair never
+changes: it is computed once per pair of the train and selection splits (`encode_pairs`) and the
+captioner trains on those tokens, the same computation without the repeated visual forward.
 The epoch with the best `select_metric` on `select_split` is kept (a tie: the later epoch); training
 stops once more than `patience` epochs in a row bring no gain (loop.select).
 """
@@ -17,13 +20,15 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
-from ..data.dataset import CaptionDataset, PairDataset, Prepared, collate
+from ..data.dataset import CaptionDataset, PairDataset, PairTokens, Prepared, collate
 from ..generate import decode_dataset
 from ..io import write_json
 from ..metrics.caption import CaptionScorer
 from ..models.build import build_caption_model
 from ..models.idc import CaptionModel
+from ..models.pair_encoder import PairEncoder
 from ..params import FinetuneParams, ModelParams
 from ..text import CaptionTokenizer
 from ..runtime import save_checkpoint, set_threads
@@ -54,6 +59,33 @@ def finetune_model(variant: str, model_cfg: ModelParams, cfg: FinetuneParams, cl
     return model
 
 
+class PrecomputedPairTokens(nn.Module):
+    """Stands in for a frozen pair encoder whose output was computed once (`encode_pairs`): batches
+    carry the before and after halves of each pair's tokens where they would carry images."""
+
+    def __init__(self, embed_dim: int):
+        super().__init__()
+        self.embed_dim = embed_dim
+
+    def forward(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        return torch.cat([before, after], dim=1)
+
+
+def pair_encoder_frozen(model: CaptionModel) -> bool:
+    return not any(p.requires_grad for p in model.pair_encoder.parameters())
+
+
+@torch.no_grad()
+def encode_pairs(pair_encoder: PairEncoder, prepared: Prepared, split: str, batch_size: int,
+                 device: torch.device, progress: bool = True) -> PairTokens:
+    """The pair encoder's tokens [2T, D] for every pair of a split (kept on `device`)."""
+    pairs = PairDataset(prepared, split)
+    loader = DataLoader(pairs, batch_size=batch_size, collate_fn=collate)
+    tokens = [pair_encoder(batch["before"].to(device), batch["after"].to(device))
+              for batch in tqdm(loader, desc=f"encode {split} pairs", disable=not progress, leave=False)]
+    return PairTokens([m["pair_id"] for m in pairs.manifest], torch.cat(tokens))
+
+
 def finetune_optimizer(model: CaptionModel, cfg: FinetuneParams, t_total: int) -> BertAdam:
     return build_optimizer(model, cfg.optim, t_total=t_total, lr_scale=lambda name: lr_scale(name, cfg))
 
@@ -65,7 +97,7 @@ def finetune_loss(model: nn.Module, batch: dict, tokenizer: CaptionTokenizer, pr
     returns its share, scaled so that DDP's gradient average gives the single-process gradient.
     """
     dev = procs.device
-    tok = tokenizer.training(batch["text"])
+    tok = tokenizer.training(batch["text"], trim=True)
     real = tok["target_mask"].to(dev)
     # Logits at real target tokens only: the same loss as caption_loss, half the head's cost.
     logits = model(batch["before"].to(dev), batch["after"].to(dev), tok["input_ids"].to(dev), positions=real)
@@ -94,15 +126,23 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
             train_captions = [c for m in prepared.manifest("train") for c in m["references"]]
             model.captioner.restrict_output(tokenizer.target_vocabulary(train_captions))
         model = model.to(dev)
+        trained, train_tokens, select_tokens = model, None, None
+        if pair_encoder_frozen(model):
+            # The pair encoder has no dropout and its weights stay as they are: encode every pair once.
+            model.pair_encoder.eval()
+            train_tokens, select_tokens = (encode_pairs(model.pair_encoder, prepared, split, cfg.eval_batch_size, dev,
+                                                        progress) for split in ("train", cfg.select_split))
+            trained = CaptionModel(PrecomputedPairTokens(model.pair_encoder.embed_dim), model.captioner)
 
-        train_set = CaptionDataset(prepared, "train", seed=seed)
+        train_set = CaptionDataset(prepared, "train", seed=seed, tokens=train_tokens)
         batches = GlobalBatches(len(train_set), cfg.batch_size, seed, procs, stage="finetune")
-        opt = finetune_optimizer(model, cfg, t_total=cfg.epochs * batches.steps_per_epoch)
+        opt = finetune_optimizer(trained, cfg, t_total=cfg.epochs * batches.steps_per_epoch)
         resume = Resume(out_checkpoint, fingerprint(stage="finetune", variant=variant, seed=seed,
                                                     model=model_cfg.model_dump(mode="json"),
                                                     finetune=cfg.model_dump(mode="json"), world=procs.world,
                                                     inputs=[prepared_dir, clip_weights, adapt_checkpoint]), procs)
-        select = DataLoader(PairDataset(prepared, cfg.select_split), batch_size=cfg.eval_batch_size, collate_fn=collate)
+        select = DataLoader(PairDataset(prepared, cfg.select_split, tokens=select_tokens),
+                            batch_size=cfg.eval_batch_size, collate_fn=collate)
         references = prepared.references(cfg.select_split)
 
         with CaptionScorer() if procs.main else contextlib.nullcontext() as scorer:
@@ -114,13 +154,15 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
                                   line=f"{cfg.select_split} {cfg.select_metric} {scores[cfg.select_metric]:.4f}")
 
             best_state, state = fit(
-                model=model, optimizer=opt, dataset=train_set, batches=batches,
+                model=trained, optimizer=opt, dataset=train_set, batches=batches,
                 loss=lambda m, batch: finetune_loss(m, batch, tokenizer, procs), evaluate=evaluate, epochs=cfg.epochs,
                 patience=cfg.patience, max_grad_norm=cfg.optim.max_grad_norm, amp=cfg.amp, resume=resume,
                 checkpoint_every=checkpoint_every, procs=procs, desc=f"finetune {variant} seed {seed}",
                 progress=progress, live=live)
         if not procs.main:
             return None
+        # Trained on precomputed tokens, best_state holds the captioner only: the frozen pair encoder is the model's.
+        best_state = {**model.state_dict(), **best_state} if trained is not model else best_state
         save_checkpoint(out_checkpoint, {
             "kind": "finetune", "variant": variant, "seed": seed, "state_dict": best_state, "epoch": state.best_epoch,
             "model": model_cfg.model_dump(mode="json"), "finetune": cfg.model_dump(mode="json"),

@@ -16,7 +16,7 @@ from open_clip.loss import ClipLoss
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..data.dataset import PretrainDataset, Prepared, collate
+from ..data.dataset import PretrainDataset, Prepared, SceneBatches, collate
 from ..io import write_json
 from ..models.build import create_clip, get_tokenizer
 from ..params import ModelParams, PretrainParams
@@ -36,8 +36,12 @@ def pretrain(prepared_dir: str | Path, out_weights: str | Path, out_log: str | P
     tokenizer = get_tokenizer(model_cfg.arch)
 
     clip = create_clip(model_cfg.arch, None).to(dev)
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                        generator=gen, collate_fn=collate)
+    if cfg.scene_batches:
+        loader = DataLoader(train_set, batch_sampler=SceneBatches(train_set.scenes, cfg.batch_size, gen),
+                            collate_fn=collate)
+    else:
+        loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                            generator=gen, collate_fn=collate)
     if len(loader) == 0:
         raise ValueError(f"pretrain: {len(train_set)} training images is fewer than one batch of {cfg.batch_size}")
     total = cfg.epochs * len(loader)
