@@ -42,7 +42,9 @@ from clip4idc.params import load
 from clip4idc.text import CaptionTokenizer
 from clip4idc.train.adapt import adapt_loss, adapt_model, adapt_optimizer, clamp_logit_scale
 from clip4idc.runtime import set_threads
-from clip4idc.train.finetune import finetune_loss, finetune_model, finetune_optimizer
+from clip4idc.models import CaptionModel
+from clip4idc.train.finetune import (PrecomputedPairTokens, finetune_loss, finetune_model, finetune_optimizer,
+                                    pair_encoder_frozen)
 from clip4idc.train.loop import Processes, autocast
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,6 +147,16 @@ class Stage:
         g = torch.Generator().manual_seed(0)
         self.data = {"before": torch.randn(batch, 3, *size, generator=g),
                      "after": torch.randn(batch, 3, *size, generator=g), "text": texts, "role": roles}
+        self.precomputed = name == "finetune" and pair_encoder_frozen(self.model)
+        if self.precomputed:
+            # As the finetune stage: a frozen pair encoder runs once per pair, before training; a step is the
+            # captioner on those tokens (the one-off encoding is timed by decode_speed.py's "encode alone").
+            with torch.no_grad():
+                tokens = self.model.pair_encoder.eval()(self.data["before"].to(dev), self.data["after"].to(dev))
+            half = tokens.shape[1] // 2
+            self.data["before"], self.data["after"] = tokens[:, :half].cpu(), tokens[:, half:].cpu()
+            self.model = CaptionModel(PrecomputedPairTokens(self.model.pair_encoder.embed_dim), self.model.captioner)
+            self.opt = finetune_optimizer(self.model, cfg, T_TOTAL)
         self.arch, self.max_tokens = m.arch, m.max_tokens
         head = getattr(getattr(self.model, "captioner", None), "output_ids", None)
         self.output_words = None if head is None else int(head.numel())
@@ -194,7 +206,7 @@ def bench(stage: Stage, warmup: int, steps: int, peak: float) -> dict:
     fwd_bwd = min(t["forward"] + t["backward"] for t in times)
     return {
         "config": stage.config, "stage": stage.name, "arch": stage.arch, "image_size": stage.image_size,
-        "max_tokens": stage.max_tokens, "output_words": stage.output_words, "batch_pairs": stage.batch, "real_tokens": stage.tokens,
+        "max_tokens": stage.max_tokens, "output_words": stage.output_words, "precomputed_pair_tokens": getattr(stage, "precomputed", False), "batch_pairs": stage.batch, "real_tokens": stage.tokens,
         "params_total": stage.params_total, "params_trainable": stage.params_trainable,
         "warmup": warmup, "steps": steps,
         "ms_best": 1e3 * best["total"], "ms_median": 1e3 * statistics.median(total),
