@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from clip4idc.data.dataset import CLIP_MEAN, CLIP_STD, PairDataset, Prepared, collate
+from clip4idc.data.dataset import PairDataset, Prepared, collate, image_tensor
 from clip4idc.data.prepare import load_image, prepare
 from clip4idc.data.synthetic import synthesize
 
@@ -39,15 +39,12 @@ class DecodeDataset(Dataset):
 
     def __init__(self, root: Path, manifest: list[dict], size: int):
         self.root, self.manifest, self.size = root, manifest, size
-        self.mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-        self.std = torch.tensor(CLIP_STD).view(3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.manifest)
 
     def _image(self, rel: str) -> torch.Tensor:
-        pixels = torch.from_numpy(np.array(load_image(self.root / rel, self.size)))  # writable, as Prepared.image
-        return (pixels.permute(2, 0, 1).float().div_(255.0) - self.mean) / self.std  # as Prepared.image
+        return image_tensor(self.root / rel, self.size)  # what Prepared.image gives, from the PNG
 
     def __getitem__(self, index: int) -> dict:
         m = self.manifest[index]

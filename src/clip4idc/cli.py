@@ -1,9 +1,10 @@
-"""`clip4idc <stage>`: one console script, a subcommand per pipeline stage.
+"""`clip4idc <stage>`: one console script, a subcommand per pipeline stage (and per tool: `caption`).
 
 A table of the stages only: each lives in `stages/<stage>.py` (named after its Snakemake rule and
 DVC stage), which owns its arguments and its work. Every stage takes explicit input and output
 paths, so that Snakemake rules and DVC stages call the very same command lines. Values come from
-params.yaml (validated on load); nothing here sets a default that changes results.
+params.yaml (validated on load); nothing here sets a default that changes results. A tool
+(`stages.TOOLS`) is no stage: it reads no params.yaml, so it runs in any folder.
 """
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import importlib
 import sys
 
 from . import params as params_mod
-from .errors import DatasetFormatError, DownloadError, ImageDecodeError, UnsafeArchiveError
-from .stages import STAGES, command
+from .errors import (CheckpointError, DatasetFormatError, DownloadError, ImageDecodeError, PairListError,
+                     UnsafeArchiveError)
+from .stages import STAGES, TOOLS, command
 
-# Bad input (a missing file, a malformed dataset, bad params): a message, not a traceback.
+# Bad input (a missing file, a malformed dataset, bad params, the wrong checkpoint): a message, not a traceback.
 INPUT_ERRORS = (FileNotFoundError, ImageDecodeError, DatasetFormatError, params_mod.ParamsError, DownloadError,
-                UnsafeArchiveError)
+                UnsafeArchiveError, CheckpointError, PairListError)
+COMMANDS = STAGES + TOOLS
 
 
 def stage_module(stage: str):
@@ -25,14 +28,16 @@ def stage_module(stage: str):
     return importlib.import_module(f"{__package__}.stages.{stage.replace('-', '_')}")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    p.add_argument("--profile", default=None, help="profile to apply from the params file (default: its `profile` key)")
+def _common(p: argparse.ArgumentParser, params: bool = True) -> None:
+    if params:
+        p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        p.add_argument("--profile", default=None,
+                       help="profile to apply from the params file (default: its `profile` key)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (they show on a terminal only)")
 
 
-def build_parser(stages=STAGES) -> argparse.ArgumentParser:
+def build_parser(stages=COMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clip4idc", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for stage in stages:
@@ -40,7 +45,7 @@ def build_parser(stages=STAGES) -> argparse.ArgumentParser:
         p = sub.add_parser(command(stage), help=module.HELP, description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
-        _common(p)
+        _common(p, params=stage not in TOOLS)
     return parser
 
 
@@ -49,18 +54,22 @@ def main(argv: list[str] | None = None) -> int:
     # Only the named stage's module is imported: what runs is that module's import closure, which is
     # exactly the code its rule depends on (deps.py). `clip4idc --help` imports them all.
     named = argv[0].replace("-", "_") if argv else None
-    args = build_parser((named,) if named in STAGES else STAGES).parse_args(argv)
-    try:
-        params = params_mod.load(args.params, args.profile, getattr(args, "dataset", None))
-    except params_mod.ParamsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    args = build_parser((named,) if named in COMMANDS else COMMANDS).parse_args(argv)
+    tool = args.stage.replace("-", "_") in TOOLS
+    params = None
+    if not tool:  # a tool has no params: no params.yaml needed where it runs
+        try:
+            params = params_mod.load(args.params, args.profile, getattr(args, "dataset", None))
+        except params_mod.ParamsError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     # Bars on a terminal only: in a Snakemake log a bar is thousands of redraws. Per-epoch
     # summaries are printed either way.
     args.progress = not args.no_progress and sys.stderr.isatty()
     args.argv = argv
     try:
-        return stage_module(args.stage).run(args, params) or 0
+        module = stage_module(args.stage)
+        return (module.run(args) if tool else module.run(args, params)) or 0
     except INPUT_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

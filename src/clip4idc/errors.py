@@ -1,4 +1,5 @@
-"""Errors that mean bad input (a missing or malformed dataset, an unsafe archive, a failed download):
+"""Errors that mean bad input (a missing or malformed dataset, an unsafe archive, a failed download,
+a file that is not the checkpoint a command takes, a malformed list of pairs):
 `clip4idc` prints their message, not a traceback. They live apart from the code that raises them so
 that the command line can catch them without importing that code.
 """
@@ -19,3 +20,11 @@ class ImageDecodeError(ValueError):
 
 class DatasetFormatError(ValueError):
     """A dataset root does not hold what its format promises (every reader's errors derive from it)."""
+
+
+class CheckpointError(ValueError):
+    """A file is not the checkpoint a command takes: unreadable, or of another kind (its `kind` says which)."""
+
+
+class PairListError(ValueError):
+    """A list of image pairs to caption (`clip4idc caption --pairs`) is malformed."""

@@ -7,7 +7,9 @@
 - `PairDataset`: one item per pair, for retrieval evaluation and decoding;
 - `CaptionDataset`: one item per scene (group) with all its pairs and a random caption each
   (stage 2, PAPER.md §4: the change and no-change losses of a scene are summed);
-- `collate`: the one batch function for all of them.
+- `collate`: the one batch function for all of them;
+- `to_tensor` / `image_tensor`: cached pixels / an image file → the tensor the vision tower takes,
+  the one definition every item above and `clip4idc caption` use.
 Random choices come from generators seeded by (seed, epoch, index), so an item is the same
 whichever DataLoader worker builds it, and the same on resume.
 """
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from .images import load_image
 from .records import SPLITS, PairRecord
 
 try:  # one source of truth for CLIP's normalisation where open_clip is installed
@@ -31,6 +34,21 @@ except ImportError:  # pragma: no cover
     CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 _REQUIRED = ("images.npy", "images.json", "summary.json")
+_MEAN = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+_STD = torch.tensor(CLIP_STD).view(3, 1, 1)
+
+
+def to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 pixels [S, S, 3] (a row of the image cache, `images.load_image`) → float [3, S, S],
+    normalised with CLIP's mean and std."""
+    pixels = torch.from_numpy(np.array(pixels))  # a writable copy (the cache is a read-only memory map)
+    return (pixels.permute(2, 0, 1).float().div_(255.0) - _MEAN) / _STD
+
+
+def image_tensor(path: str | Path, size: int) -> torch.Tensor:
+    """An image file as the model takes it: exactly the tensor `Prepared.image` gives for the same
+    file prepared at this size."""
+    return to_tensor(load_image(path, size))
 
 
 class Prepared:
@@ -49,8 +67,6 @@ class Prepared:
         self._manifests: dict[str, list[dict]] = {}
         self._references: dict[str, dict[str, list[str]]] = {}
         self._descriptions: dict[str, str] | None = None
-        self._mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-        self._std = torch.tensor(CLIP_STD).view(3, 1, 1)
 
     def __getstate__(self) -> dict:
         # DataLoader workers re-open the memory map; pickling it would copy the whole cache.
@@ -116,9 +132,8 @@ class Prepared:
             raise KeyError(f"image {path!r} is not in the cache of {self.root}") from None
 
     def image(self, index: int) -> torch.Tensor:
-        """Row `index` as a float tensor [3, S, S], normalised with CLIP's mean and std."""
-        pixels = torch.from_numpy(np.array(self.images[index]))  # copy out of the read-only map
-        return (pixels.permute(2, 0, 1).float().div_(255.0) - self._mean) / self._std
+        """Row `index` as a float tensor [3, S, S], normalised with CLIP's mean and std (`to_tensor`)."""
+        return to_tensor(self.images[index])
 
 
 class PairTokens:

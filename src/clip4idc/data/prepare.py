@@ -5,8 +5,8 @@ Layout of a prepared directory (written whole or not at all):
   `after_index`, rows of the image cache;
 - `references/{split}.json`: `{pair_id: [captions]}`, every reference, for scoring;
 - `images.npy`: uint8 `[n_images, S, S, 3]`, every image any pair uses, once, resized straight to
-  S×S (bicubic, no crop, RGB: PAPER.md §2), so training never decodes a PNG; `images.json`: the
-  relative path of each row;
+  S×S (bicubic, no crop, RGB: PAPER.md §2; `images.load_image`), so training never decodes a PNG;
+  `images.json`: the relative path of each row;
 - `summary.json`: counts per split, image size, number of images, reader;
 - `scene_descriptions.json`, copied when the dataset root has one (the embedded dataset), so the
   directory is self-contained for pretraining.
@@ -23,23 +23,17 @@ from pathlib import Path
 
 import numpy as np
 from numpy.lib.format import open_memmap
-from PIL import Image
 from tqdm import tqdm
 
 from ..errors import ImageDecodeError
 from ..io import atomic_path
+from .images import load_image
 from .readers import read_dataset
 from .readers._common import examples
 from .records import SPLITS, PairRecord
 
 _CHUNK = 64      # images per worker task
 _EXAMPLES = 5    # file names quoted in an error message
-
-
-def load_image(path: str | Path, size: int) -> np.ndarray:
-    """An image as the model sees it: RGB, resized straight to size×size with bicubic, uint8."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
 
 
 def _load_chunk(root: str, paths: list[str], size: int) -> tuple[np.ndarray, list[str]]:

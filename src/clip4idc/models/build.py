@@ -13,12 +13,15 @@ name alone, so `create_clip(..., "openai")` requires a QuickGELU architecture.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import open_clip
 import torch
 
+from ..errors import CheckpointError
 from ..params import VARIANTS, ModelParams
 from ..runtime import load_checkpoint
 from .idc import AdaptModel, CaptionModel
@@ -56,10 +59,21 @@ def _model_config(arch: str) -> dict:
 
 
 class _DropRandomInitWarning(logging.Filter):
-    # open_clip warns "initialized randomly" on the root logger; when we load a file right after,
-    # that warning is false and would mislead whoever reads the log.
     def filter(self, record: logging.LogRecord) -> bool:
         return "initialized randomly" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _weights_loaded_next() -> Iterator[None]:
+    """For a model whose weights are loaded right after it is built: open_clip warns "initialized
+    randomly" on the root logger, which would then be false and mislead whoever reads the log."""
+    root = logging.getLogger()
+    quiet = _DropRandomInitWarning()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
 
 
 def _load_state_dict_file(model: torch.nn.Module, path: Path, arch: str) -> None:
@@ -107,13 +121,8 @@ def create_clip(arch: str, pretrained: str | None) -> open_clip.CLIP:
             raise FileNotFoundError(
                 f"CLIP weights file not found: {path} (expected a state dict of architecture {arch!r} "
                 f"saved with torch.save, e.g. the pretrain stage's output or OpenAI weights saved to a file)")
-        root = logging.getLogger()
-        quiet = _DropRandomInitWarning()
-        root.addFilter(quiet)
-        try:
+        with _weights_loaded_next():
             model = open_clip.create_model(arch, pretrained=None)
-        finally:
-            root.removeFilter(quiet)
         _load_state_dict_file(model, path, arch)
     # OpenAI weights come as fp16 on some paths; training code assumes fp32 masters (autocast for speed).
     return model.float()
@@ -153,14 +162,28 @@ def build_caption_model(variant: str, model_cfg: ModelParams, clip_weights: str 
 
 
 def load_caption_model(checkpoint: str | Path) -> tuple[CaptionModel, dict]:
-    """Rebuild a fine-tuned model from its self-describing checkpoint (no other file needed)."""
-    ckpt = load_checkpoint(checkpoint)
-    if ckpt.get("kind") != "finetune":
-        raise ValueError(f"{checkpoint} is not a fine-tuning checkpoint (kind={ckpt.get('kind')!r})")
+    """Rebuild a fine-tuned model from its self-describing checkpoint (no other file needed).
+
+    A file that cannot be read as a checkpoint, or holds anything but the finetune stage's output (an
+    adaptation checkpoint, CLIP's weights, a bare state dict), raises CheckpointError naming it.
+    """
+    try:
+        ckpt = load_checkpoint(checkpoint)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch.load: UnpicklingError, RuntimeError (not a zip), EOFError (truncated), ...
+        # Its first sentence only: torch's next ones advise weights_only=False, wrong for a file that is no checkpoint.
+        said = str(err).strip().split("\n", 1)[0].split(". ", 1)[0]
+        raise CheckpointError(f"{checkpoint} cannot be read as a checkpoint ({type(err).__name__}: {said})") from err
+    kind = ckpt.get("kind") if isinstance(ckpt, dict) else None
+    if kind != "finetune":
+        raise CheckpointError(f"{checkpoint} is not a fine-tuning checkpoint (kind={kind!r}); the finetune "
+                              f"stage writes them, models/<dataset>/finetune/<variant>/seed<seed>.pt")
     model_cfg = ModelParams.model_validate(ckpt["model"], strict=False)
     # `adapt` and `no-adapt` share one architecture; the weights come from the checkpoint.
     architecture = "clip-ft" if ckpt["variant"] == "clip-ft" else "no-adapt"
-    model = build_caption_model(architecture, model_cfg, None, None)
+    with _weights_loaded_next():
+        model = build_caption_model(architecture, model_cfg, None, None)
     output_ids = ckpt["state_dict"].get("captioner.output_ids")
     if output_ids is not None:   # trained with an output vocabulary: score the same words
         model.captioner.restrict_output(output_ids)

@@ -9,6 +9,9 @@ Each module is the whole of its command line, `clip4idc <stage>`:
 - `run(args, params)`: the work, on params resolved for its profile and dataset. Heavy imports live
   inside `run`, so that `clip4idc <stage> --help` is quick and a stage imports only what it uses.
 What a stage's code is (and so what re-runs it) is its module's import closure (deps.py).
+
+`TOOLS` are commands that are no stage: no rule, no DVC stage, no params.yaml (their modules live
+here too and have `HELP`, the docstring and `add_arguments`, but no `PARAMS`, and `run(args)`).
 """
 from __future__ import annotations
 
@@ -17,10 +20,12 @@ import argparse
 # In DAG order; the names of the rules, the DVC stages and these modules.
 STAGES = ("fetch", "prepare", "pretrain", "adapt", "finetune", "decode", "baseline", "evaluate", "report",
           "tables_pdf")
+# For a user, outside the DAG: `caption` captions any image pair with any fine-tuned checkpoint.
+TOOLS = ("caption",)
 
 
 def command(stage: str) -> str:
-    """The subcommand of a stage (`tables_pdf` -> `tables-pdf`)."""
+    """The subcommand of a stage or tool (`tables_pdf` -> `tables-pdf`)."""
     return stage.replace("_", "-")
 
 
