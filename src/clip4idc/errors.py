@@ -19,3 +19,8 @@ class ImageDecodeError(ValueError):
 
 class DatasetFormatError(ValueError):
     """A dataset root does not hold what its format promises (every reader's errors derive from it)."""
+
+
+class CheckpointConversionError(ValueError):
+    """A checkpoint from elsewhere (the authors' release) cannot become one of ours: its message names every
+    offending key (unknown, missing, unconvertible, wrong shape, broken tie) or setting, all at once."""
