@@ -28,3 +28,8 @@ class CheckpointError(ValueError):
 
 class PairListError(ValueError):
     """A list of image pairs to caption (`clip4idc caption --pairs`) is malformed."""
+
+
+class CheckpointConversionError(ValueError):
+    """A checkpoint from elsewhere (the authors' release) cannot become one of ours: its message names every
+    offending key (unknown, missing, unconvertible, wrong shape, broken tie) or setting, all at once."""
