@@ -129,3 +129,55 @@ def test_differs_from_adamw_by_bias_correction_and_per_tensor_clipping():
     assert (ours - theirs).abs().max() > 1e-2  # no bias correction
     clipped, _ = _trajectories(betas=(0.9, 0.98), max_grad_norm=1.0)
     assert (clipped - ours).abs().max() > 1e-3  # gradients of norm ~7 clipped to 1 before the moments
+
+
+@torch.no_grad()
+def _reference_step(opt: BertAdam) -> None:
+    """BertAdam's update written tensor by tensor (the authors' loop): what the batched step must equal."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = opt.state[p]
+            if not state:
+                state.update(step=0, next_m=torch.zeros_like(p), next_v=torch.zeros_like(p))
+            if group["max_grad_norm"] > 0:
+                torch.nn.utils.clip_grad_norm_(p, group["max_grad_norm"])
+            m, v = state["next_m"], state["next_v"]
+            m.mul_(group["b1"]).add_(p.grad, alpha=1 - group["b1"])
+            v.mul_(group["b2"]).addcmul_(p.grad, p.grad, value=1 - group["b2"])
+            update = m / (v.sqrt() + group["e"])
+            if group["weight_decay"] > 0:
+                update = update + group["weight_decay"] * p
+            p.add_(update, alpha=-opt.scheduled_lr(group, state["step"]))
+            state["step"] += 1
+
+
+def test_batched_step_equals_the_per_tensor_loop_bit_for_bit():
+    g = torch.Generator().manual_seed(1)
+    shapes = [(7, 3), (3,), (11,), (2, 4, 5)]
+
+    def model():
+        torch.manual_seed(0)
+        return [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+
+    def optimizer(ps):
+        groups = [{"params": ps[:2], "lr": 0.1, "weight_decay": 0.2}, {"params": ps[2:], "lr": 0.01, "weight_decay": 0.0}]
+        return BertAdam(groups, lr=0.1, t_total=8, warmup=0.25, schedule="warmup_linear", betas=(0.9, 0.98),
+                        eps=1e-6, weight_decay=0.2, max_grad_norm=1.0)
+
+    ours, ref = model(), model()
+    opt_ours, opt_ref = optimizer(ours), optimizer(ref)
+    for step in range(6):
+        grads = [(0.1 + 5 * (i % 2)) * torch.randn(s, generator=g) for i, s in enumerate(shapes)]
+        for i, (a, b) in enumerate(zip(ours, ref)):
+            # tensor 3 has no gradient at step 2: its own step count then lags its group's
+            a.grad, b.grad = (None, None) if (i == 3 and step == 2) else (grads[i].clone(), grads[i].clone())
+        opt_ours.step()
+        _reference_step(opt_ref)
+        for a, b in zip(ours, ref):
+            assert torch.equal(a, b)
+            assert a.grad is None or torch.equal(a.grad, b.grad)  # clipped in place, as clip_grad_norm_
+    assert [opt_ours.state[p]["step"] for p in ours] == [6, 6, 6, 5]
+    for a, b in zip(ours, ref):
+        assert torch.equal(opt_ours.state[a]["next_v"], opt_ref.state[b]["next_v"])
