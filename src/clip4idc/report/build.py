@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..data.dataset import Prepared
+from ..data.prepared import Prepared
 from ..io import atomic_path, read_json, write_json, write_text
 from ..metrics.caption import METRIC_KEYS
 from ..params import VARIANTS, Params

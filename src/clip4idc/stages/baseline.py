@@ -23,7 +23,7 @@ def run(args: argparse.Namespace, params) -> None:
 
 def constant_baseline(prepared_dir: str | Path, split: str, out: str | Path) -> dict:
     """{pair_id: the most frequent training caption} for every pair of `split`."""
-    from ..data.dataset import Prepared
+    from ..data.prepared import Prepared
     from ..io import write_json
     from ..metrics.caption import most_frequent_caption
     prepared = Prepared(prepared_dir)

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, params) -> None:
-    from ..data.dataset import Prepared
+    from ..data.prepared import Prepared
     split = params.decode.split  # score exactly the split that was decoded
     evaluate_predictions(args.predictions, Path(args.data) / "references" / f"{split}.json", args.out,
                          variant=args.variant, seed=args.seed, split=split,
