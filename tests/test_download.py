@@ -15,12 +15,14 @@ from pathlib import Path
 import gdown
 import gdown.exceptions
 import pytest
+from gdown.download import GoogleDriveFileToDownload
+import requests
 
 from loopback import Server, tar_bytes, zip_bytes
 
-from clip4idc.data.download import ChecksumError, DownloadError, fetch_dataset, sha256_of
+from clip4idc.data.download import ChecksumError, DownloadError, fetch_dataset, fetch_file, sha256_of
 from clip4idc.data.extract import UnsafeArchiveError, unpack_archive
-from clip4idc.params import DatasetParams, DownloadParams
+from clip4idc.params import DatasetParams, DownloadParams, SourceFile
 
 PAYLOAD = bytes(range(256)) * 400          # 100 KiB, several chunks of a resumed transfer
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -280,6 +282,66 @@ def test_gdrive_file_and_folder(dirs, monkeypatch):
     assert (out / "f.bin").read_bytes() == PAYLOAD
     assert (out / "sub/1.txt").read_bytes() == b"one" and (out / "b.txt").read_bytes() == b"two"
     assert not (downloads / "folder.part").exists()
+
+
+def test_one_file_of_a_gdrive_folder(dirs, monkeypatch):
+    """`folder_file`: the folder is listed without downloading it, then only that file is fetched by its id;
+    it is a single file, hashed and recorded like any other, and reused without the network afterwards."""
+    downloads, _ = dirs
+    calls = []
+
+    def download_folder(*, id, quiet, skip_download, timeout):
+        calls.append(("list", id, skip_download))
+        # what gdown's listing returns (skip_download=True): each file's id and path in the folder
+        return [GoogleDriveFileToDownload(id=i, path=p, local_path=p)
+                for i, p in (("ID-SPOT", "pytorch_model.bin.spot"), ("ID-CLEVR", "pytorch_model.bin.clevr"))]
+
+    def download(*, id, output, quiet, resume, timeout):
+        calls.append(("get", id, resume))
+        Path(output).write_bytes(PAYLOAD)
+        return output
+
+    monkeypatch.setattr(gdown, "download_folder", download_folder)
+    monkeypatch.setattr(gdown, "download", download)
+    file = SourceFile(name="trained/pytorch_model.bin.clevr", gdrive_folder="FOLDER",
+                      folder_file="pytorch_model.bin.clevr")
+    entry = fetch_file("toy", file, downloads, settings=settings(), progress=False, pin_at="x")
+    assert calls == [("list", "FOLDER", True), ("get", "ID-CLEVR", True)]
+    assert entry == {"name": "trained/pytorch_model.bin.clevr", "sha256": PAYLOAD_SHA, "bytes": len(PAYLOAD),
+                     "origin": "https://drive.google.com/drive/folders/FOLDER (its file pytorch_model.bin.clevr)"}
+    assert json.loads((downloads / "DOWNLOADED.json").read_text())["trained/pytorch_model.bin.clevr"]["sha256"] \
+        == PAYLOAD_SHA
+    assert fetch_file("toy", file, downloads, settings=settings(), progress=False, pin_at="x")["origin"] == \
+        "earlier download" and len(calls) == 2
+    missing = SourceFile(name="f.bin", gdrive_folder="FOLDER", folder_file="pytorch_model.bin.ier")
+    with pytest.raises(DownloadError, match=r"lists 0 files named 'pytorch_model.bin.ier'.*pytorch_model.bin.spot"):
+        fetch_file("toy", missing, downloads, settings=settings(), progress=False, pin_at="x")
+
+
+def test_brief_failure_message_is_two_lines_naming_the_file_and_where_to_put_it(dirs, monkeypatch):
+    downloads, _ = dirs
+
+    def unreachable(**kwargs):
+        raise requests.ConnectionError("drive.google.com unreachable (test)")
+
+    monkeypatch.setattr(gdown, "download_folder", unreachable)
+    file = SourceFile(name="pretrained/pytorch_model.bin.spot", gdrive_folder="FOLDER",
+                      folder_file="pytorch_model.bin.spot")
+    with pytest.raises(DownloadError) as err:
+        fetch_file("spot_the_diff", file, downloads, settings=settings(retries=1), progress=False, pin_at="x",
+                   brief=True)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 2 and "unreachable" not in str(err.value)
+    assert "could not download pretrained/pytorch_model.bin.spot" in lines[0]
+    assert "https://drive.google.com/drive/folders/FOLDER" in lines[0]
+    assert f"put it at {(downloads / 'pretrained/pytorch_model.bin.spot').resolve()}, then run again" in lines[1]
+
+
+def test_folder_file_needs_its_folder_and_may_be_pinned():
+    with pytest.raises(ValueError, match="folder_file names a file of a gdrive_folder"):
+        SourceFile(name="a", gdrive="X", folder_file="a")
+    pinned = SourceFile(name="a", gdrive_folder="X", folder_file="a", sha256=PAYLOAD_SHA)
+    assert not pinned.is_folder and SourceFile(name="a", gdrive_folder="X").is_folder
 
 
 # --- unsafe archives ---------------------------------------------------------------------------

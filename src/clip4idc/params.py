@@ -57,6 +57,8 @@ class SourceFile(Section):
     url: str | None = None
     gdrive: str | None = None
     gdrive_folder: str | None = None
+    folder_file: str | None = None           # with gdrive_folder: only this file of the folder (found by listing
+                                             # it), kept as the single file `name`
     archive_org: str | None = None           # mirror: an archive.org item id; its original files are fetched
     mirrors: tuple[str, ...] = ()            # mirror URLs of a single file, tried in order
     sha256: str | None = None                # pinned hash; null: computed and reported on first download
@@ -71,15 +73,28 @@ class SourceFile(Section):
             raise ValueError(f"file {self.name!r}: give exactly one of url, gdrive, gdrive_folder (got {origins})")
         if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
             raise ValueError(f"file {self.name!r}: sha256 must be 64 lower-case hex digits, got {self.sha256!r}")
-        if self.gdrive_folder and (self.sha256 or self.mirrors):
+        if self.folder_file is not None and not self.gdrive_folder:
+            raise ValueError(f"file {self.name!r}: folder_file names a file of a gdrive_folder; give the folder")
+        if self.is_folder and (self.sha256 or self.mirrors):
             raise ValueError(f"file {self.name!r}: a gdrive_folder has no single sha256 or mirror URLs "
                              "(use archive_org for its mirror)")
-        if self.archive_org and not self.gdrive_folder:
-            raise ValueError(f"file {self.name!r}: archive_org mirrors a gdrive_folder")
+        if self.archive_org and not self.is_folder:
+            raise ValueError(f"file {self.name!r}: archive_org mirrors a whole gdrive_folder")
         for name in (self.name, self.unpack or "."):
             if name.startswith("/") or ".." in Path(name).parts:
                 raise ValueError(f"file {self.name!r}: {name!r} must be a relative path inside the dataset")
         return self
+
+    @property
+    def is_folder(self) -> bool:
+        """A whole Drive folder (kept as a folder `name`), not a single file."""
+        return bool(self.gdrive_folder) and self.folder_file is None
+
+
+class ReleasedFiles(Section):
+    """The authors' released weights for one dataset (their README, "Pretrained Weight"): stage `released`."""
+    adapt: SourceFile                           # the adaptation (retrieval) checkpoint, ckpts/pretrained/
+    finetune: SourceFile                        # the trained captioner, ckpts/trained/
 
 
 class DatasetParams(Section):
@@ -90,6 +105,7 @@ class DatasetParams(Section):
     files: tuple[SourceFile, ...] = ()          # source download: the official files (PAPER.md section 7)
     root: str = "."                             # the dataset root inside the unpacked files
     overrides: dict[str, Any] = {}              # values of other sections for this dataset (e.g. adapt.epochs)
+    released: ReleasedFiles | None = None       # the authors' released weights, where they published some
 
     @model_validator(mode="after")
     def _files_match_source(self) -> "DatasetParams":
@@ -235,6 +251,8 @@ class Params(Section):
     profiles: dict[str, dict[str, Any]]
     datasets: tuple[str, ...]                       # the datasets the DAG runs (with seeds: its shape)
     seeds: tuple[int, ...]                          # every variant is fine-tuned once per seed
+    released: tuple[str, ...]                       # datasets whose authors' released weights the DAG converts,
+                                                    # decodes and scores (stage `released`)
     data: dict[str, DatasetParams]                  # every dataset the project knows
     dataset: str | None = None                      # set when resolved for one dataset (its overrides applied)
     download: DownloadParams
@@ -256,6 +274,11 @@ class Params(Section):
         if unknown or len(set(self.datasets)) != len(self.datasets):
             raise ValueError(f"datasets {list(self.datasets)}: each must be a key of `data` "
                              f"(known: {sorted(self.data)}), listed once")
+        outside = [d for d in self.released if d not in self.datasets or self.data[d].released is None]
+        if outside or len(set(self.released)) != len(self.released):
+            raise ValueError(f"released {list(self.released)}: each must be one of `datasets` "
+                             f"({list(self.datasets)}) whose data.<dataset>.released lists the authors' files "
+                             f"(known: {sorted(d for d, p in self.data.items() if p.released)}), listed once")
         if self.synthesize.max_objects < self.synthesize.min_objects:
             raise ValueError("synthesize.max_objects must be >= synthesize.min_objects")
         for key, value in (("decode.max_len", self.decode.max_len),
@@ -311,7 +334,8 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params", datas
             f"{source} (profile {profile!r}): dataset {dataset!r} is not one this profile runs "
             f"(datasets: {list(params.datasets)}). Under DVC, dvc.yaml reads `datasets` and `seeds` "
             f"from the top level of {source}: set them with the profile, e.g. "
-            f"dvc exp run -S profile={profile} -S 'datasets={_hydra_list(params.datasets)}'")
+            f"dvc exp run -S profile={profile} -S 'datasets={_hydra_list(params.datasets)}'"
+            + (f" -S 'released={_hydra_list(params.released)}'" if params.released else ""))
     for name in params.datasets if dataset is None else (dataset,):
         overrides = params.data[name].overrides
         where = f"data.{name}.overrides"

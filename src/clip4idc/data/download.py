@@ -61,22 +61,32 @@ def fetch_dataset(name: str, dataset: DatasetParams, downloads: Path, out: Path,
                   progress: bool) -> list[dict]:
     """Make sure every file of `dataset` is in `downloads` and verified, then place it into `out`
     (copied, or unpacked per the file's `unpack`). Returns, per file, where it came from."""
-    downloads.mkdir(parents=True, exist_ok=True)
     sources = []
     for file in dataset.files:
-        target = downloads / file.name
-        found = _reusable(name, file, target, _manifest(downloads))
-        if found:
-            origin, digest = found
-        else:
-            origin, digest = _download(name, file, target, settings, progress)
-            _remember(downloads, file.name, origin, digest)
-        if digest and not file.sha256:
-            _say(f'{name}: {file.name} sha256 {digest} (not pinned: add "sha256: {digest}" to '
-                 f'data.{name}.files in params.yaml to pin it)')
-        _place(name, file, target, out)
-        sources.append({"name": file.name, "origin": origin, "sha256": digest, "bytes": _size(target)})
+        sources.append(fetch_file(name, file, downloads, settings=settings, progress=progress,
+                                  pin_at=f"data.{name}.files"))
+        _place(name, file, downloads / file.name, out)
     return sources
+
+
+def fetch_file(name: str, file: SourceFile, downloads: Path, *, settings: DownloadParams, progress: bool,
+               pin_at: str, brief: bool = False) -> dict:
+    """Make sure `file` is at `downloads / file.name` and verified (kept, placed by hand, or downloaded);
+    → {"name", "origin", "sha256", "bytes"}. `name` prefixes messages; `pin_at` is where params.yaml lists
+    the file (the hint to pin its hash). `brief`: when every source fails, a two-line message (what to put
+    where) instead of one that repeats each source's error (each is printed as it happens either way)."""
+    downloads.mkdir(parents=True, exist_ok=True)
+    target = downloads / file.name
+    found = _reusable(name, file, target, _manifest(downloads))
+    if found:
+        origin, digest = found
+    else:
+        origin, digest = _download(name, file, target, settings, progress, brief)
+        _remember(downloads, file.name, origin, digest)
+    if digest and not file.sha256:
+        _say(f'{name}: {file.name} sha256 {digest} (not pinned: add "sha256: {digest}" to '
+             f'{pin_at} in params.yaml to pin it)')
+    return {"name": file.name, "origin": origin, "sha256": digest, "bytes": _size(target)}
 
 
 # --- what is already there ---------------------------------------------------------------------
@@ -85,10 +95,10 @@ def _reusable(name: str, file: SourceFile, target: Path, manifest: dict) -> tupl
     """(origin, sha256) of a usable copy already at `target`; None when it must be downloaded."""
     if not target.exists():
         return None
-    if target.is_dir() != bool(file.gdrive_folder):
-        should = "a folder" if file.gdrive_folder else "a file"
+    if target.is_dir() != file.is_folder:
+        should = "a folder" if file.is_folder else "a file"
         raise DownloadError(f"{name}: {target.resolve()} should be {should}; move it away and run again")
-    if file.gdrive_folder:
+    if file.is_folder:
         if not any(target.iterdir()):
             return None
         return ("earlier download" if file.name in manifest else "placed by hand"), None
@@ -116,17 +126,17 @@ def _remember(downloads: Path, name: str, origin: str, digest: str | None) -> No
 # --- downloading -------------------------------------------------------------------------------
 
 def _download(name: str, file: SourceFile, target: Path, settings: DownloadParams,
-              progress: bool) -> tuple[str, str | None]:
+              progress: bool, brief: bool = False) -> tuple[str, str | None]:
     """Fetch `file` into `target` from its origin, else its mirrors; returns (origin, sha256)."""
     failures: list[tuple[str, Exception]] = []
     for origin, fetch in _sources(file, settings, progress):
         try:
             fetch(target)
-            return origin, (None if file.gdrive_folder else _verified(file, target, origin))
+            return origin, (None if file.is_folder else _verified(file, target, origin))
         except _SOURCE_ERRORS as err:
             _say(f"{name}: {file.name}: {origin} failed: {err}")
             failures.append((origin, err))
-    raise _unavailable(name, file, target, failures)
+    raise _unavailable(name, file, target, failures, brief)
 
 
 def _sources(file: SourceFile, settings: DownloadParams, progress: bool) -> list[tuple[str, Callable[[Path], None]]]:
@@ -136,6 +146,9 @@ def _sources(file: SourceFile, settings: DownloadParams, progress: bool) -> list
         sources = [(file.url, partial(_http_file, file.url, **opts))]
     elif file.gdrive:
         sources = [(f"https://drive.google.com/uc?id={file.gdrive}", partial(_gdrive_file, file.gdrive, **opts))]
+    elif file.folder_file:
+        sources = [(f"https://drive.google.com/drive/folders/{file.gdrive_folder} (its file {file.folder_file})",
+                    partial(_gdrive_folder_file, file.gdrive_folder, file.folder_file, **opts))]
     else:
         sources = [(f"https://drive.google.com/drive/folders/{file.gdrive_folder}",
                     partial(_gdrive_folder, file.gdrive_folder, **opts))]
@@ -221,6 +234,19 @@ def _gdrive_folder(folder_id: str, target: Path, *, settings: DownloadParams, pr
     _publish(staging, target)
 
 
+def _gdrive_folder_file(folder_id: str, name: str, target: Path, *, settings: DownloadParams, progress: bool) -> None:
+    """The one file `name` of a Drive folder: the folder is listed (gdown, nothing downloaded), then that file
+    is fetched by its id as any Drive file."""
+    listing = _retried(settings, lambda: gdown.download_folder(
+        id=folder_id, quiet=not progress, skip_download=True, timeout=settings.timeout))
+    found = [f for f in listing or [] if PurePosixPath(f.path).name == name]
+    if len(found) != 1:
+        listed = sorted(PurePosixPath(f.path).as_posix() for f in listing or [])
+        raise DownloadError(f"the Drive folder lists {len(found)} files named {name!r} (expected one; it lists "
+                            f"{listed or 'nothing'})")
+    _gdrive_file(found[0].id, target, settings=settings, progress=progress)
+
+
 def _archive_org_folder(item: str, target: Path, *, settings: DownloadParams, progress: bool) -> None:
     """Every original file of the archive.org item, each checked against the md5 archive.org lists."""
     base = settings.archive_org_base.rstrip("/")
@@ -276,16 +302,24 @@ def _verified(file: SourceFile, target: Path, origin: str) -> str:
     return digest
 
 
-def _unavailable(name: str, file: SourceFile, target: Path, failures: list[tuple[str, Exception]]) -> DownloadError:
-    tried = "\n".join(f"  - {origin}\n{textwrap.indent(str(err), '      ')}" for origin, err in failures)
-    if file.gdrive_folder:
-        put = f"put the folder's files into the folder\n  {target.resolve()}"
-    else:
-        put = f"put it at\n  {target.resolve()}"
+def _unavailable(name: str, file: SourceFile, target: Path, failures: list[tuple[str, Exception]],
+                 brief: bool = False) -> DownloadError:
     pinned = f" (sha256 {file.sha256})" if file.sha256 else ""
-    message = (f"{name}: could not download {file.name}. Tried, in order (last error last):\n{tried}\n"
-               f"Fetch it by hand from one of those addresses and {put}\n"
-               f"then run again: the run verifies it{pinned} and uses it.")
+    if brief:
+        # Each source's error was printed when it failed: say only what to put where.
+        put = "its files into the folder" if file.is_folder else "it at"
+        message = (f"{name}: could not download {file.name} ({len(failures)} source(s) failed, errors above). "
+                   f"Fetch it by hand from {failures[0][0]}\n"
+                   f"and put {put} {target.resolve()}, then run again: the run verifies it{pinned} and uses it.")
+    else:
+        tried = "\n".join(f"  - {origin}\n{textwrap.indent(str(err), '      ')}" for origin, err in failures)
+        if file.is_folder:
+            put = f"put the folder's files into the folder\n  {target.resolve()}"
+        else:
+            put = f"put it at\n  {target.resolve()}"
+        message = (f"{name}: could not download {file.name}. Tried, in order (last error last):\n{tried}\n"
+                   f"Fetch it by hand from one of those addresses and {put}\n"
+                   f"then run again: the run verifies it{pinned} and uses it.")
     # A wrong checksum at the last source says more than "could not download": keep its class.
     return (ChecksumError if isinstance(failures[-1][1], ChecksumError) else DownloadError)(message)
 

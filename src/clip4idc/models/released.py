@@ -48,7 +48,6 @@ naming every offending key at once.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import re
@@ -60,6 +59,7 @@ from typing import Any, Literal
 import torch
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 
+from ..data.download import sha256_of
 from ..errors import CheckpointConversionError
 from ..params import ModelParams
 from ..runtime import save_checkpoint
@@ -330,12 +330,12 @@ def config_problems(state: Mapping[str, torch.Tensor], model_cfg: ModelParams, k
 
 # --- conversion ---------------------------------------------------------------------------------------------
 
-def _kind_of(state: Mapping[str, torch.Tensor], kind: Kind | None) -> Kind:
+def _kind_of(state: Mapping[str, torch.Tensor], kind: Kind | None, source: str) -> Kind:
     has_decoder = any(k.startswith("decoder.") for k in state)
     found: Kind = "finetune" if has_decoder else "adapt"
     if kind is not None and kind != found:
         raise CheckpointConversionError(
-            f"asked for a {kind!r} conversion, but the file is the authors' "
+            f"{source}: asked for a {kind!r} conversion, but the file is the authors' "
             + ("trained captioner (it has decoder.* keys): convert it as 'finetune'" if has_decoder
                else "adaptation (retrieval) checkpoint (no decoder.* key): convert it as 'adapt'"))
     return found
@@ -374,7 +374,7 @@ def convert_released(state: Mapping[str, Any], model_cfg: ModelParams, kind: Kin
     must agree with it; what the file cannot say (intra layers, heads, caption length) is taken from it.
     Raises CheckpointConversionError naming every offending key or setting.
     """
-    kind = _kind_of(state, kind)
+    kind = _kind_of(state, kind, source)
     not_tensors = sorted(f"{k!r}: {v.dtype if torch.is_tensor(v) else type(v).__name__}" for k, v in state.items()
                          if not isinstance(k, str) or not torch.is_tensor(v) or not v.is_floating_point())
     state = {k: v for k, v in state.items() if isinstance(k, str) and torch.is_tensor(v)}
@@ -457,19 +457,14 @@ def load_released(path: str | Path) -> dict[str, torch.Tensor]:
                                 f"ckpts/trained/pytorch_model.bin.<clevr|spot>), found nothing")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # not a torch file, or a pickle holding more than tensors
-        raise CheckpointConversionError(f"{path} is not a plain state dict readable with weights_only=True: {e}") from e
+    except Exception as e:  # not a torch file (corrupt, truncated), or a pickle holding more than tensors
+        # Its first sentence only: torch's next ones advise weights_only=False, wrong for a file that is data.
+        said = str(e).strip().split("\n", 1)[0].split(". ", 1)[0]
+        raise CheckpointConversionError(f"{path} is not a plain state dict readable with weights_only=True "
+                                        f"({type(e).__name__}: {said})") from e
     if not isinstance(state, Mapping):
         raise CheckpointConversionError(f"{path} holds a {type(state).__name__}, expected the authors' state dict")
     return dict(state)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def convert_released_file(path: str | Path, out: str | Path, model_cfg: ModelParams,
@@ -477,6 +472,6 @@ def convert_released_file(path: str | Path, out: str | Path, model_cfg: ModelPar
     """`load_released` → `convert_released` → our checkpoint at `out` (atomic); returns it."""
     path = Path(path)
     checkpoint = convert_released(load_released(path), model_cfg, kind, source=str(path),
-                                  provenance={"file": path.name, "sha256": _sha256(path)})
+                                  provenance={"file": path.name, "sha256": sha256_of(path)})
     save_checkpoint(out, checkpoint)
     return checkpoint
