@@ -15,6 +15,9 @@ ties by sort order instead, so the two can differ only when similarities tie exa
 
 R@K is the percentage (0-100) of queries whose rank is at most K; MedR and MeanR are the median
 and mean of the 1-based ranks.
+
+`evaluate_retrieval` computes them for a model on a prepared split: the adapt stage for its own
+checkpoint, the released stage for the authors' adaptation checkpoint, so both are scored alike.
 """
 from __future__ import annotations
 
@@ -29,6 +32,28 @@ def retrieval_metrics(sim: np.ndarray, text_pair: np.ndarray) -> dict[str, dict[
     sim, text_pair = _checked(sim, text_pair)
     return {"t2p": rank_summary(text_to_pair_ranks(sim, text_pair)),
             "p2t": rank_summary(pair_to_text_ranks(sim, text_pair))}
+
+
+def evaluate_retrieval(model, prepared, split: str, tokenizer, batch_size: int, dev) -> dict:
+    """Multi-sentence retrieval over the change pairs of `split` of a `Prepared` dataset (CLIP4Clip
+    protocol): `model` is an `AdaptModel` (encode_pair, encode_text), `tokenizer` a `CaptionTokenizer`.
+    → {"n_pairs", "n_texts", "t2p": {...}, "p2t": {...}}."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from ..data.dataset import PairDataset, collate
+    model.eval()
+    pairs = PairDataset(prepared, split, changed=True)
+    with torch.no_grad():
+        pair_f = [model.encode_pair(batch["before"].to(dev), batch["after"].to(dev)).float().cpu()
+                  for batch in DataLoader(pairs, batch_size=batch_size, collate_fn=collate)]
+        texts, text_pair = pairs.captions()
+        text_f = [model.encode_text(tokenizer.retrieval(texts[i:i + batch_size]).to(dev)).float().cpu()
+                  for i in range(0, len(texts), batch_size)]
+    pair_f = torch.nn.functional.normalize(torch.cat(pair_f), dim=-1)
+    text_f = torch.nn.functional.normalize(torch.cat(text_f), dim=-1)
+    result = retrieval_metrics((text_f @ pair_f.T).numpy(), np.asarray(text_pair))
+    return {"n_pairs": len(pairs), "n_texts": len(texts), **result}
 
 
 def text_to_pair_ranks(sim: np.ndarray, text_pair: np.ndarray) -> np.ndarray:

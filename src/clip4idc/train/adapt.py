@@ -3,20 +3,18 @@
 CLIP's vision encoder becomes a pair encoder (intra/inter layers, before/after embeddings) and
 is trained with CLIP's text encoder on a symmetric InfoNCE loss between change captions and
 image pairs. The epoch with the best T-IP R@1 on `select_split` is kept; its retrieval
-metrics on the test split are written beside the checkpoint.
+metrics on the test split (metrics/retrieval.py: evaluate_retrieval) are written beside the checkpoint.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from ..data.dataset import AdaptDataset, PairDataset, Prepared, collate
+from ..data.dataset import AdaptDataset, Prepared
 from ..io import write_json
-from ..metrics.retrieval import retrieval_metrics
+from ..metrics.retrieval import evaluate_retrieval
 from ..models.build import create_clip
 from ..models.idc import AdaptModel
 from ..params import AdaptParams, ModelParams
@@ -104,21 +102,3 @@ def adapt(prepared_dir: str | Path, clip_weights: str, out_checkpoint: str | Pat
         write_json(out_history, {"selected_epoch": state.best_epoch, "history": state.history})
         resume.clear()
         return test
-
-
-@torch.no_grad()
-def evaluate_retrieval(model: AdaptModel, prepared: Prepared, split: str, tokenizer: CaptionTokenizer,
-                       batch_size: int, dev: torch.device) -> dict:
-    """Multi-sentence retrieval over the change pairs of a split (CLIP4Clip protocol)."""
-    model.eval()
-    pairs = PairDataset(prepared, split, changed=True)
-    pair_f = []
-    for batch in DataLoader(pairs, batch_size=batch_size, collate_fn=collate):
-        pair_f.append(model.encode_pair(batch["before"].to(dev), batch["after"].to(dev)).float().cpu())
-    texts, text_pair = pairs.captions()
-    text_f = [model.encode_text(tokenizer.retrieval(texts[i:i + batch_size]).to(dev)).float().cpu()
-              for i in range(0, len(texts), batch_size)]
-    pair_f = torch.nn.functional.normalize(torch.cat(pair_f), dim=-1)
-    text_f = torch.nn.functional.normalize(torch.cat(text_f), dim=-1)
-    result = retrieval_metrics((text_f @ pair_f.T).numpy(), np.asarray(text_pair))
-    return {"n_pairs": len(pairs), "n_texts": len(texts), **result}
