@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 import yaml
 
 from clip4idc import cli
+from clip4idc.metrics.caption import METRIC_KEYS
 from clip4idc.params import VARIANTS
+from clip4idc.report.tables import RELEASED_LABEL
 
 # Slow: every stage of the smoke DAG, in process. Java scores captions (evaluate, and finetune's
 # selection); pdflatex compiles the tables.
@@ -158,6 +161,7 @@ def test_a_dataset_outside_the_profile_is_refused_with_the_dvc_fix(capsys):
     assert cli.main(["baseline", "--dataset", DATASET, "--profile", "paper", *args]) == 2
     err = capsys.readouterr().err
     assert "not one this profile runs" in err and "-S 'datasets=[clevr_change,spot_the_diff,ier]'" in err
+    assert "-S 'released=[clevr_change,spot_the_diff]'" in err
 
 
 def test_a_report_that_fails_late_leaves_no_figures(chain, tmp_path, capsys):
@@ -168,3 +172,32 @@ def test_a_report_that_fails_late_leaves_no_figures(chain, tmp_path, capsys):
     assert "prediction file(s) missing" in capsys.readouterr().err
     assert not (tmp_path / "plots").exists() and not (tmp_path / "tables.tex").exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # no temporary folder left either
+
+
+def test_report_prints_the_released_weights_rows_from_their_files(chain, tmp_path, capsys):
+    """With the dataset in `released`, the report reads released.json and released_retrieval.json (here copies of
+    the adapt variant's files under the released weights' names) and prints them beside the reproduction; one
+    missing is an error naming it."""
+    raw = yaml.safe_load((chain / "params.yaml").read_text())
+    raw["released"] = [DATASET]
+    raw["data"][DATASET]["released"] = raw["data"]["clevr_change"]["released"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    metrics = tmp_path / "metrics"
+    shutil.copytree(chain / "results/metrics", metrics)
+    args = _report(chain, tmp_path)
+    args[args.index("--metrics-dir") + 1] = str(metrics)
+    params = ["--params", str(tmp_path / "params.yaml"), "--profile", "smoke", "--no-progress"]
+    assert cli.main([*args, *params]) == 1
+    assert "released.json" in capsys.readouterr().err and not (tmp_path / "tables.tex").exists()
+
+    adapt = json.loads((metrics / DATASET / "adapt" / f"seed{SEED}.json").read_text())
+    (metrics / DATASET / "released.json").write_text(json.dumps({**adapt, "variant": "released", "seed": None}))
+    shutil.copyfile(metrics / DATASET / "adapt_retrieval.json", metrics / DATASET / "released_retrieval.json")
+    assert cli.main([*args, *params]) == 0
+    tex = (tmp_path / "tables.tex").read_text()
+    row = next(line for line in tex.splitlines() if line.startswith(RELEASED_LABEL))
+    assert row.split(" & ")[1:] == [f"{100 * adapt['metrics'][k]:.2f}" for k in METRIC_KEYS[:-1]] + [
+        f"{100 * adapt['metrics']['CIDEr']:.2f} \\\\"]
+    assert tex.count(RELEASED_LABEL) == 2   # the published and the retrieval table
+    summary = json.loads((tmp_path / "ablation.json").read_text())[DATASET]
+    assert summary["released"]["mean"] == {k: adapt["metrics"][k] for k in METRIC_KEYS}

@@ -16,8 +16,8 @@ from clip4idc.report.published import CAPTIONING, RETRIEVAL, SEED_SPREAD
 from clip4idc.report.stats import paired_test
 from provenance import allowed_decimals, printed_decimals
 from clip4idc.stages.tables_pdf import PREAMBLE, document
-from clip4idc.report.tables import (HEADER, MAIN_METRICS, ablation_overview, dataset_tables, load_metric_files,
-                                    load_metric_runs, write_tables)
+from clip4idc.report.tables import (HEADER, MAIN_METRICS, RELEASED_LABEL, ablation_overview, dataset_tables,
+                                    load_metric_files, load_metric_runs, write_tables)
 
 # Chosen so the best variant differs by column, and two variants tie on ROUGE-L once rounded.
 FAKE = {
@@ -257,9 +257,12 @@ def test_every_new_table_compiles_and_fits_the_page(tmp_path):
     runs, baseline = seeded_runs()
     lines = ablation_overview({k: runs for k in ("a", "b", "c")},
                               {"a": "CLEVR-Change", "b": "Spot-the-Diff", "c": "Image-Editing-Request"})
+    released = metric_file("released", RELEASED_VALUES, seed=None, n_pairs=runs["adapt"][0]["n_pairs"])
     lines += dataset_tables(variants=runs, baseline=baseline, retrieval=RETRIEVAL_FILE,
-                            dataset_label="CLEVR-Change stand-in", key="clevr")
+                            dataset_label="CLEVR-Change stand-in", key="clevr", released=released,
+                            released_retrieval=RELEASED_RETRIEVAL)
     tex = "\n".join(HEADER + lines)
+    assert tex.count(RELEASED_LABEL) == 2   # the published and the retrieval table
     for label in ("tab:ablation-overview", "tab:ablation:clevr", "tab:published:clevr", "tab:paired:clevr",
                   "tab:pertype:clevr", "tab:retrieval:clevr"):
         assert rf"\label{{{label}}}" in tex
@@ -446,6 +449,39 @@ def test_subsets_are_validated(tmp_path):
         write_json(tmp_path / "bad.json", bad)
         with pytest.raises(ValueError, match=r"bad\.json.*" + match):
             load_metric_runs([tmp_path / "bad.json"])
+
+
+RELEASED_VALUES = [0.8648, 0.7797, 0.6758, 0.5687, 0.3840, 0.7643, 1.5075]
+RELEASED_RETRIEVAL = {"split": "test", "n_pairs": 40, "n_texts": 200,
+                      "t2p": {"R@1": 26.75, "R@5": 58.25, "R@10": 71.0, "MedR": 4.0, "MeanR": 12.5},
+                      "p2t": {"R@1": 46.5, "R@5": 82.5, "R@10": 87.5, "MedR": 2.0, "MeanR": 6.75}}
+
+
+def test_released_weights_rows_beside_the_reproduction_and_the_published_numbers(tmp_path, files):
+    tex = write_default(tmp_path, files, released=metric_file("released", RELEASED_VALUES, seed=None),
+                        released_retrieval=RELEASED_RETRIEVAL, published_dataset="clevr_change", comparable=True)
+    block = table(tex, "tab:published")
+    body = rows(block)
+    assert body[RELEASED_LABEL] == [f"{100 * v:.2f}" for v in RELEASED_VALUES]
+    order = [line.split(" & ")[0] for line in block.splitlines() if " & " in line]
+    assert order.index("Reproduced, CLIP4IDC (with adaptation)") < order.index(RELEASED_LABEL) < order.index(
+        "Published, CLIP4IDC")
+    assert "test-selected" in block
+    retrieval = table(tex, "tab:retrieval")
+    lines = [line for line in retrieval.splitlines() if line.startswith(RELEASED_LABEL)]
+    assert lines == [RELEASED_LABEL + " & T-IP & 26.75 & 58.25 & 71.00 & 4.0 & 12.50 \\\\"]
+    assert "& IP-T & 46.50 & 82.50 & 87.50 & 2.0 & 6.75" in retrieval
+    # not a variant: no row in the ablation, and no row at all without the released files
+    assert RELEASED_LABEL not in table(tex, "tab:ablation") and RELEASED_LABEL not in write_default(tmp_path, files)
+
+
+def test_released_weights_must_be_scored_on_the_reproductions_sets(tmp_path, files):
+    with pytest.raises(ValueError, match="different sets"):
+        write_default(tmp_path, files, released=metric_file("released", RELEASED_VALUES, seed=None, n_pairs=39))
+    with pytest.raises(ValueError, match="retrieval files were scored on different sets"):
+        write_default(tmp_path, files, released_retrieval={**RELEASED_RETRIEVAL, "n_texts": 199})
+    with pytest.raises(ValueError, match="'metrics.CIDEr'"):
+        write_default(tmp_path, files, released=metric_file("released", RELEASED_VALUES[:6] + [150.75], seed=None))
 
 
 def test_published_table_prints_the_reproduced_seed_spread():

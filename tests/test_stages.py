@@ -9,10 +9,11 @@ import pytest
 
 from clip4idc import cli, deps
 from clip4idc.stages import STAGES, command
-from workflow_helpers import REPO, dvc_stages
+from workflow_helpers import REPO, dvc_stages, paper_settings, scratch_repo
 
 PACKAGE = REPO / "src" / "clip4idc"
-DVC_TO_MODULE = {"finetune_adapt": "finetune", "evaluate_baseline": "evaluate"}
+DVC_TO_MODULE = {"finetune_adapt": "finetune", "evaluate_baseline": "evaluate", "decode_released": "decode",
+                 "evaluate_released": "evaluate"}
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -38,6 +39,16 @@ def test_decoding_imports_no_training_code():
     for stage in ("decode", "baseline", "evaluate", "caption"):  # caption: a tool, a user's pairs
         training = [f for f in deps.code_files(stage, REPO) if "/train/" in f]
         assert training == [], (stage, training)
+
+
+def test_released_weights_stage_imports_no_training_code():
+    """It scores the authors' adaptation checkpoint by the adapt stage's own evaluate_retrieval, which lives in
+    metrics/retrieval.py, not in training: editing the optimiser does not re-run a download and conversion."""
+    closure = deps.code_files("released", REPO)
+    assert [f for f in closure if "/train/" in f] == []
+    assert {"src/clip4idc/metrics/retrieval.py", "src/clip4idc/models/released.py",
+            "src/clip4idc/data/download.py"} <= set(closure)
+    assert "src/clip4idc/metrics/retrieval.py" in deps.code_files("adapt", REPO)
 
 
 def test_closure_follows_function_level_and_relative_imports(tmp_path):
@@ -68,10 +79,9 @@ def test_every_package_data_file_is_declared_by_the_module_that_reads_it():
     assert data and data <= declared, sorted(map(str, data - declared))
 
 
-def test_dvc_yaml_tracks_exactly_the_derived_code_and_params():
-    """dvc.yaml lists by hand what deps.py derives (the Snakefile calls deps.py): the same files and keys."""
+def _dvc_problems(repo, profile: str = "embedded") -> list[str]:
     problems = []
-    for s in dvc_stages(REPO):
+    for s in dvc_stages(repo):
         name, _, item = s["name"].partition("@")
         module = DVC_TO_MODULE.get(name, name)
         dataset = item.split("-")[0] or None
@@ -80,9 +90,24 @@ def test_dvc_yaml_tracks_exactly_the_derived_code_and_params():
         if code != want_code:
             problems.append(f"{s['name']}: add {sorted(set(want_code) - set(code))}, "
                             f"remove {sorted(set(code) - set(want_code))}")
-        want_params = sorted(deps.params_keys(module, REPO, dataset=dataset, profile="embedded"))
+        want_params = sorted(deps.params_keys(module, REPO, dataset=dataset, profile=profile))
         if s["params"] != want_params:
             problems.append(f"{s['name']}: params {s['params']}, expected {want_params}")
+    return problems
+
+
+def test_dvc_yaml_tracks_exactly_the_derived_code_and_params():
+    """dvc.yaml lists by hand what deps.py derives (the Snakefile calls deps.py): the same files and keys."""
+    problems = _dvc_problems(REPO)
+    assert not problems, "dvc.yaml is out of step with the stage modules:\n" + "\n".join(problems)
+
+
+def test_dvc_yaml_tracks_the_derived_code_and_params_of_the_released_weights_stages(tmp_path):
+    """The stages of `released` (empty in the default, so not checked above) with the paper's list set."""
+    repo = paper_settings(scratch_repo(tmp_path))
+    names = [s["name"] for s in dvc_stages(repo)]
+    assert "released@clevr_change" in names and "evaluate_released@spot_the_diff" in names
+    problems = _dvc_problems(repo, "paper")
     assert not problems, "dvc.yaml is out of step with the stage modules:\n" + "\n".join(problems)
 
 

@@ -10,20 +10,24 @@ from types import SimpleNamespace
 import yaml
 
 from clip4idc import params as clip4idc_params
-from workflow_helpers import BIN, REPO, dvc_stages, run, scratch_repo, snakemake_jobs
+from workflow_helpers import BIN, REPO, dvc_stages, paper_settings, run, scratch_repo, snakemake_jobs
 
 from clip4idc.stages import STAGES as STAGE_MODULES
 
 STAGES = set(STAGE_MODULES)
-# DVC's matrix has no condition: it needs two stages where Snakemake has one rule with input functions.
-DVC_TO_RULE = {"finetune_adapt": "finetune", "evaluate_baseline": "evaluate"}
+# The stages of the embedded default's DAG: `released` runs only for the datasets of `released` (paper profile).
+DEFAULT_STAGES = STAGES - {"released"}
+# DVC's matrix has no condition: it needs several stages where Snakemake has one rule with input functions.
+DVC_TO_RULE = {"finetune_adapt": "finetune", "evaluate_baseline": "evaluate", "decode_released": "decode",
+               "evaluate_released": "evaluate"}
 SEEDS = 3  # `seeds` of params.yaml, the same in every profile
+RELEASED = ["clevr_change", "spot_the_diff"]   # the datasets whose weights the authors released
 
 
 def test_snakemake_dry_run_lists_every_stage():
     jobs = snakemake_jobs(REPO, "--forceall")
     counts = collections.Counter(j["rule"] for j in jobs)
-    assert set(counts) == STAGES
+    assert set(counts) == DEFAULT_STAGES
     # three variants per seed; the baseline is scored by the same rule
     assert counts["finetune"] == counts["decode"] == 3 * SEEDS
     assert counts["evaluate"] == 3 * SEEDS + 1
@@ -64,22 +68,47 @@ def test_snakefile_and_dvc_yaml_name_the_same_dag():
 
 
 def test_paper_profile_dag_covers_three_datasets_in_both_tools(tmp_path):
-    """The paper DAG: Snakemake by `--config profile=paper`; DVC with the shape keys set as README says
-    (`dvc exp run -S profile=paper -S 'datasets=[...]'` writes exactly these two keys)."""
-    repo = scratch_repo(tmp_path)
-    raw = yaml.safe_load((repo / "params.yaml").read_text())
-    raw["profile"], raw["datasets"] = "paper", raw["profiles"]["paper"]["datasets"]
-    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    """The paper DAG: Snakemake by `--config profile=paper`; DVC with the shape keys set as README says."""
+    repo = paper_settings(scratch_repo(tmp_path))
     jobs = snakemake_jobs(repo, "--forceall")
     counts = collections.Counter(j["rule"] for j in jobs)
     assert counts["fetch"] == counts["prepare"] == counts["adapt"] == 3 and counts["pretrain"] == 1
-    assert counts["finetune"] == counts["decode"] == 9 * SEEDS and counts["evaluate"] == 9 * SEEDS + 3
+    assert counts["finetune"] == 9 * SEEDS and counts["released"] == len(RELEASED)
+    # the released captioners are decoded and scored beside the variants
+    assert counts["decode"] == 9 * SEEDS + len(RELEASED) and counts["evaluate"] == 9 * SEEDS + 3 + len(RELEASED)
     fetched = sorted(j["outputs"][0] for j in jobs if j["rule"] == "fetch")
     assert fetched == ["data/raw/clevr_change", "data/raw/ier", "data/raw/spot_the_diff"]
     assert all("--profile paper" in j["cmd"] for j in jobs)
     _assert_same_dag(repo)
     # The switch on the unchanged file gives Snakemake the same DAG.
     assert sorted(map(str, snakemake_jobs(REPO, "--forceall", "--config", "profile=paper"))) == sorted(map(str, jobs))
+
+
+def test_released_weights_are_in_the_paper_dag_only(tmp_path):
+    """The authors' released weights (stage `released`): downloaded, converted, then decoded by `decode` and scored
+    by `evaluate` like any captioner, and read by the report; for clevr_change and spot_the_diff, in the paper
+    DAG of both tools (DVC: released, decode_released, evaluate_released), in neither default DAG."""
+    default = [(j["rule"], j["inputs"] + j["outputs"]) for j in snakemake_jobs(REPO, "--forceall")]
+    default += [(s["name"], s["deps"] + s["outs"]) for s in dvc_stages(REPO)]
+    assert not any("released" in name or any("/released" in f for f in files) for name, files in default)
+    jobs = snakemake_jobs(REPO, "--forceall", "--config", "profile=paper")
+    by_output = {out: j for j in jobs for out in j["outputs"]}
+    for d in RELEASED:
+        converted = by_output[f"models/{d}/released/finetune.pt"]
+        assert converted["rule"] == "released" and f"--downloads data/downloads/{d}/released" in converted["cmd"]
+        assert f"data/prepared/{d}" in converted["inputs"]
+        assert {f"models/{d}/released/adapt.pt", f"results/metrics/{d}/released_retrieval.json"} <= set(
+            converted["outputs"])
+        decoded = by_output[f"results/predictions/{d}/released.json"]
+        assert decoded["rule"] == "decode" and f"models/{d}/released/finetune.pt" in decoded["inputs"]
+        scored = by_output[f"results/metrics/{d}/released.json"]
+        assert scored["rule"] == "evaluate" and "--variant released" in scored["cmd"]
+        assert {f"results/metrics/{d}/released.json", f"results/metrics/{d}/released_retrieval.json",
+                f"results/predictions/{d}/released.json"} <= set(by_output["results/tables.tex"]["inputs"])
+    assert not any("ier/released" in out for out in by_output)
+    names = {s["name"] for s in dvc_stages(paper_settings(scratch_repo(tmp_path)))}
+    assert {n for n in names if "released" in n} == {
+        f"{stage}@{d}" for stage in ("released", "decode_released", "evaluate_released") for d in RELEASED}
 
 
 def test_snakemake_refuses_config_overrides_other_than_profile():
@@ -98,10 +127,11 @@ def test_profile_switch_reaches_every_command():
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm"
 # The stage of params.yaml `execution.resources` each rule reads.
 RULE_STAGE = {"fetch": "fetch", "prepare": "prepare", "pretrain": "pretrain", "adapt": "adapt",
-              "finetune": "finetune", "decode": "decode", "baseline": "evaluate", "evaluate": "evaluate",
-              "report": "evaluate", "tables_pdf": "evaluate"}
-PAPER_COUNTS = {"fetch": 3, "prepare": 3, "adapt": 3, "pretrain": 1, "finetune": 9 * SEEDS, "decode": 9 * SEEDS,
-                "evaluate": 9 * SEEDS + 3, "baseline": 3, "report": 1, "tables_pdf": 1}
+              "released": "decode", "finetune": "finetune", "decode": "decode", "baseline": "evaluate",
+              "evaluate": "evaluate", "report": "evaluate", "tables_pdf": "evaluate"}
+PAPER_COUNTS = {"fetch": 3, "prepare": 3, "adapt": 3, "pretrain": 1, "released": len(RELEASED),
+                "finetune": 9 * SEEDS, "decode": 9 * SEEDS + len(RELEASED),
+                "evaluate": 9 * SEEDS + 3 + len(RELEASED), "baseline": 3, "report": 1, "tables_pdf": 1}
 
 
 def _value(text: str):
@@ -197,7 +227,7 @@ def test_local_dry_runs_keep_working_with_gpu_resources():
     """The embedded default requests no GPU; the paper profile's GPU jobs are planned on a local run too:
     Snakemake limits only the resources given to --resources, so `gpu` does not hold them back."""
     jobs = _jobs_with_resources("-n", "--forceall", "--cores", "4", "all")
-    assert {j["rule"] for j in jobs} == STAGES
+    assert {j["rule"] for j in jobs} == DEFAULT_STAGES
     assert not any("gpu" in j["resources"] for j in jobs)
     _assert_resources_from_params(jobs, None, 4)   # the profile params.yaml names
     # The embedded default runs fine-tunings, decodings and scorings side by side, one thread each.

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1", "MPLBACKEND": "Agg",
@@ -69,3 +71,13 @@ def scratch_repo(dest: Path) -> Path:
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], dest)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "scratch"], dest)
     return dest
+
+
+def paper_settings(repo: Path) -> Path:
+    """`repo`'s params.yaml with the paper profile and the keys that shape DVC's DAG set as README says
+    (`dvc exp run -S profile=paper -S 'datasets=[...]' -S 'released=[...]'` writes exactly these three keys)."""
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    paper = raw["profiles"]["paper"]
+    raw["profile"], raw["datasets"], raw["released"] = "paper", paper["datasets"], paper["released"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return repo

@@ -5,6 +5,8 @@ PROFILE = P.profile
 DATASETS = list(P.datasets)
 VARIANTS = list(clip4idc_params.VARIANTS)
 SEEDS = list(P.seeds)
+# The datasets whose authors' released weights are converted, decoded and scored (paper profile; none by default).
+RELEASED = list(P.released)
 # Each dataset's own view of the params (its `data.<dataset>.overrides` applied): its rules' resources.
 DP = {d: clip4idc_params.resolve(config, PROFILE, "params.yaml", dataset=d) for d in DATASETS}
 RAW = "data/raw/{dataset}"
@@ -40,11 +42,21 @@ def finetune_start(wc):
     return f"models/{wc.dataset}/adapt/model.pt" if wc.variant == "adapt" else CLIP_WEIGHTS
 
 
-# The rule `evaluate` scores a variant and seed (`<variant>/seed<seed>`) or the baseline (`constant`).
-# (dvc.yaml needs two stages for this, evaluate and evaluate_baseline.)
+# The rule `decode` captions with a variant and seed's checkpoint (`<variant>/seed<seed>`) or with the authors'
+# converted captioner (`released`). (dvc.yaml needs two stages for this, decode and decode_released.)
+def decoded_checkpoint(wc):
+    if wc.run == "released":
+        return f"models/{wc.dataset}/released/finetune.pt"
+    variant, seed = wc.run.split("/")
+    return f"models/{wc.dataset}/finetune/{variant}/{seed}.pt"
+
+
+# The rule `evaluate` scores a variant and seed (`<variant>/seed<seed>`), the baseline (`constant`) or the
+# authors' released captioner (`released`). (dvc.yaml needs three stages for this: evaluate,
+# evaluate_baseline, evaluate_released.)
 def scored_as(wc):
-    if wc.run == "constant":
-        return "--variant constant"
+    if wc.run in ("constant", "released"):
+        return f"--variant {wc.run}"
     variant, seed = wc.run.split("/")
     return f"--variant {variant} --seed {seed.removeprefix('seed')}"
 

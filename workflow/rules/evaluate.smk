@@ -1,20 +1,24 @@
 # Captions (decode, and the constant-caption baseline) and their scores (evaluate).
 
 
+# One rule decodes with every captioner: a variant and seed (`<variant>/seed<seed>`) or the authors' released
+# one (`released`), whose checkpoint decoded_checkpoint names.
 rule decode:
     input:
         data=PREPARED,
-        checkpoint="models/{dataset}/finetune/{variant}/seed{seed}.pt",
+        checkpoint=decoded_checkpoint,
         code=code("decode"),
     output:
-        "results/predictions/{dataset}/{variant}/seed{seed}.json",
+        "results/predictions/{dataset}/{run}.json",
+    wildcard_constraints:
+        run="released|(" + "|".join(VARIANTS) + r")/seed\d+",
     params:
         tracked=tracked("decode"),
     threads: stage_threads("decode")
     resources:
         **stage_resources("decode"),
     log:
-        "logs/{dataset}/decode/{variant}/seed{seed}.log",
+        "logs/{dataset}/decode/{run}.log",
     conda:
         CONDA_ENV
     shell:
@@ -42,8 +46,8 @@ rule baseline:
         CLI.format(stage="baseline") + " --dataset {wildcards.dataset} --data {input.data} --out {output} > {log} 2>&1"
 
 
-# One rule scores every predictions file: a variant and seed (`<variant>/seed<seed>`) or the baseline
-# (`constant`), told apart by scored_as.
+# One rule scores every predictions file: a variant and seed (`<variant>/seed<seed>`), the baseline
+# (`constant`) or the authors' released captioner (`released`), told apart by scored_as.
 rule evaluate:
     input:
         data=PREPARED,
@@ -52,7 +56,7 @@ rule evaluate:
     output:
         "results/metrics/{dataset}/{run}.json",
     wildcard_constraints:
-        run="constant|(" + "|".join(VARIANTS) + r")/seed\d+",
+        run="constant|released|(" + "|".join(VARIANTS) + r")/seed\d+",
     params:
         tracked=tracked("evaluate"),
         scored_as=scored_as,

@@ -17,6 +17,10 @@ rule report:
         predictions=expand("results/predictions/{dataset}/{variant}/seed{seed}.json", dataset=DATASETS,
                            variant=VARIANTS, seed=SEEDS),
         baseline_predictions=expand("results/predictions/{dataset}/constant.json", dataset=DATASETS),
+        # The authors' released weights, through this pipeline (paper profile: `released`; none by default).
+        released=expand("results/metrics/{dataset}/released.json", dataset=RELEASED),
+        released_retrieval=expand("results/metrics/{dataset}/released_retrieval.json", dataset=RELEASED),
+        released_predictions=expand("results/predictions/{dataset}/released.json", dataset=RELEASED),
         pretrain_log="results/train/pretrain.json",
         prepared=expand(PREPARED, dataset=DATASETS),
         raw=expand(RAW, dataset=DATASETS),

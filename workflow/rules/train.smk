@@ -47,6 +47,34 @@ rule adapt:
         " --metrics {output.metrics} --log {output.log} --live {output.live} > {log} 2>&1"
 
 
+# The authors' released weights of a dataset of `released` (paper profile), downloaded into the dataset's
+# downloads folder (kept between runs; files placed there by hand are used), converted into this project's
+# checkpoints, and the adaptation checkpoint's test retrieval scored as adapt scores its own. decode and
+# evaluate then caption and score with the converted captioner. Resources: the decode stage's.
+rule released:
+    input:
+        data=PREPARED,
+        code=code("released"),
+    output:
+        adapt="models/{dataset}/released/adapt.pt",
+        finetune="models/{dataset}/released/finetune.pt",
+        retrieval="results/metrics/{dataset}/released_retrieval.json",
+    params:
+        tracked=tracked("released"),
+    threads: stage_threads("decode")
+    resources:
+        **stage_resources("decode"),
+    log:
+        "logs/{dataset}/released.log",
+    conda:
+        CONDA_ENV
+    shell:
+        CLI.format(stage="released")
+        + " --dataset {wildcards.dataset} --downloads data/downloads/{wildcards.dataset}/released"
+        " --data {input.data} --adapt-out {output.adapt} --finetune-out {output.finetune}"
+        " --retrieval {output.retrieval} > {log} 2>&1"
+
+
 # One rule for the three variants; each starts where finetune_start says.
 rule finetune:
     input:

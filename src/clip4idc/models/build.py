@@ -161,6 +161,18 @@ def build_caption_model(variant: str, model_cfg: ModelParams, clip_weights: str 
     return CaptionModel.from_clip(clip, joint=True, pair_encoder=adapted.pair_encoder, **kwargs)
 
 
+def adapt_model_of(checkpoint: dict) -> AdaptModel:
+    """The stage-1 model of an adaptation checkpoint's content (the adapt stage's output, or the authors'
+    adaptation checkpoint converted by models/released.py), built from its own `model` section, in eval mode."""
+    if checkpoint.get("kind") != "adapt":
+        raise CheckpointError(f"not an adaptation checkpoint (kind={checkpoint.get('kind')!r})")
+    model_cfg = ModelParams.model_validate(checkpoint["model"], strict=False)
+    with _weights_loaded_next():
+        model = AdaptModel(create_clip(model_cfg.arch, None), model_cfg.intra_layers)
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
 def load_caption_model(checkpoint: str | Path) -> tuple[CaptionModel, dict]:
     """Rebuild a fine-tuned model from its self-describing checkpoint (no other file needed).
 

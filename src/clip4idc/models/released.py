@@ -467,11 +467,16 @@ def load_released(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
+def convert_released_path(path: str | Path, model_cfg: ModelParams, kind: Kind | None = None) -> dict[str, Any]:
+    """`load_released` → `convert_released`, the file's name and sha256 recorded: our checkpoint, in memory."""
+    path = Path(path)
+    return convert_released(load_released(path), model_cfg, kind, source=str(path),
+                            provenance={"file": path.name, "sha256": sha256_of(path)})
+
+
 def convert_released_file(path: str | Path, out: str | Path, model_cfg: ModelParams,
                           kind: Kind | None = None) -> dict[str, Any]:
-    """`load_released` → `convert_released` → our checkpoint at `out` (atomic); returns it."""
-    path = Path(path)
-    checkpoint = convert_released(load_released(path), model_cfg, kind, source=str(path),
-                                  provenance={"file": path.name, "sha256": sha256_of(path)})
+    """`convert_released_path` → our checkpoint at `out` (atomic); returns it."""
+    checkpoint = convert_released_path(path, model_cfg, kind)
     save_checkpoint(out, checkpoint)
     return checkpoint

@@ -2,7 +2,8 @@
 
 Exactly the files the params imply are read, for every dataset of the run:
 - metric files: every variant × seed (`seeds`), the constant baseline, the adaptation retrieval
-  (`<metrics>/<dataset>/...`);
+  (`<metrics>/<dataset>/...`); for a dataset of `released`, also the authors' released captioner's scores
+  and their adaptation checkpoint's retrieval (`released.json`, `released_retrieval.json`);
 - training histories: adaptation and every variant × seed (`<train>/<dataset>/...`);
 - the first seed's captions of every variant with the test manifest and the pairs' images, for the
   qualitative figure only (`<predictions>/<dataset>/...`, `<prepared>/<dataset>`, `<raw>/<dataset>`).
@@ -39,17 +40,20 @@ def _require(files: dict[str, Path], what: str) -> dict[str, Path]:
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"report: {len(missing)} {what} missing: {missing}. Under DVC, a profile "
-                                f"that changes `seeds` or `datasets` needs them set at the top level of "
-                                f"params.yaml too (README: 'Parameters and profiles')")
+                                f"that changes `seeds`, `datasets` or `released` needs them set at the top level "
+                                f"of params.yaml too (README: 'Parameters and profiles')")
     return files
 
 
-def metric_files(metrics_dir: str | Path, seeds: Sequence[int]) -> dict[str, Path]:
-    """The metric files of one dataset, in its folder `metrics_dir`."""
+def metric_files(metrics_dir: str | Path, seeds: Sequence[int], released: bool = False) -> dict[str, Path]:
+    """The metric files of one dataset, in its folder `metrics_dir` (`released`: with the released weights')."""
     root = Path(metrics_dir)
     files = {f"{v}/seed{s}": root / v / f"seed{s}.json" for v in VARIANTS for s in seeds}
     files["constant"] = root / "constant.json"
     files["retrieval"] = root / "adapt_retrieval.json"
+    if released:
+        files["released"] = root / "released.json"
+        files["released_retrieval"] = root / "released_retrieval.json"
     return _require(files, "metric file(s)")
 
 
@@ -65,27 +69,35 @@ def _has_subsets(runs: dict[str, list[dict]]) -> bool:
     return any(run.get("subsets") for group in runs.values() for run in group)
 
 
-def summary_of(runs: dict[str, list[dict]], baseline: dict) -> dict:
-    """{variant: {"n_seeds", "mean": {metric}, "sd": {metric}}} and the constant baseline's metrics, raw
-    scale: numbers only, so that `dvc metrics show` / `dvc exp show` list each as a column."""
+def summary_of(runs: dict[str, list[dict]], baseline: dict, released: dict | None = None) -> dict:
+    """{variant: {"n_seeds", "mean": {metric}, "sd": {metric}}}, the constant baseline's metrics and (`released`)
+    the authors' released captioner's, raw scale: numbers only, so that `dvc metrics show` / `dvc exp show`
+    list each as a column."""
     out = {}
     for variant, group in runs.items():
         s = summarise_runs(group)
         out[variant] = {"n_seeds": s["n"], "mean": s["mean"], **({"sd": s["sd"]} if s["n"] > 1 else {})}
     out["constant"] = {"mean": {k: baseline["metrics"][k] for k in METRIC_KEYS}}
+    if released is not None:
+        out["released"] = {"mean": {k: released["metrics"][k] for k in METRIC_KEYS}}
     return out
 
 
 def dataset_report(params: Params, name: str, inputs: ReportInputs,
-                   plots_dir: Path) -> tuple[list[str], dict[str, list[dict]], dict]:
-    """One dataset's tables and figures; → (LaTeX lines, {variant: metric files by seed}, baseline)."""
+                   plots_dir: Path) -> tuple[list[str], dict[str, list[dict]], dict, dict | None]:
+    """One dataset's tables and figures; → (LaTeX lines, {variant: metric files by seed}, baseline, the released
+    weights' metric file or None)."""
     dataset, seeds = params.data[name], params.seeds
     label, comparable = dataset.label, dataset.source == "download"
-    files = metric_files(Path(inputs.metrics) / name, seeds)
+    files = metric_files(Path(inputs.metrics) / name, seeds, released=name in params.released)
     histories = history_files(Path(inputs.train) / name, seeds)
     runs = load_metric_runs([files[f"{v}/seed{s}"] for v in VARIANTS for s in seeds])
     baseline = validate_metric_file(read_json(files["constant"]), str(files["constant"]))
     retrieval = read_json(files["retrieval"])
+    released = released_retrieval = None
+    if "released" in files:
+        released = validate_metric_file(read_json(files["released"]), str(files["released"]))
+        released_retrieval = read_json(files["released_retrieval"])
 
     def figure(kind: str) -> tuple[Path, Path]:
         stem = plots_dir / f"{kind}-{name}"
@@ -108,8 +120,9 @@ def dataset_report(params: Params, name: str, inputs: ReportInputs,
                      *figure("qualitative"), title=f"{label}, {split} split: captions of seed {seeds[0]}")
 
     lines = dataset_tables(variants=runs, baseline=baseline, retrieval=retrieval, dataset_label=label,
-                           published_dataset=dataset.format, comparable=comparable, key=name)
-    return lines, runs, baseline
+                           published_dataset=dataset.format, comparable=comparable, key=name,
+                           released=released, released_retrieval=released_retrieval)
+    return lines, runs, baseline, released
 
 
 def build_report(params: Params, inputs: ReportInputs, *, tables: str | Path, plots_dir: str | Path,
@@ -122,8 +135,8 @@ def build_report(params: Params, inputs: ReportInputs, *, tables: str | Path, pl
     with atomic_path(plots_dir) as figures:
         figures.mkdir()
         for name in params.datasets:
-            lines, all_runs[name], baseline = dataset_report(params, name, inputs, figures)
-            summaries[name] = summary_of(all_runs[name], baseline)
+            lines, all_runs[name], baseline, released = dataset_report(params, name, inputs, figures)
+            summaries[name] = summary_of(all_runs[name], baseline, released)
             sections += [f"% --- {name}: {params.data[name].label} ---", "", *lines]
         overview = ablation_overview(all_runs, {name: params.data[name].label for name in params.datasets})
     write_text(tables, "\n".join([*HEADER, *overview, *sections]))

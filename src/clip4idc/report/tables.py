@@ -40,6 +40,14 @@ _DIRECTIONS = {"t2p": "T-IP", "p2t": "IP-T"}
 SUBSET_NAMES = ("change", "no-change", *CHANGE_TYPES)
 # The metrics the paper's ablation reports; the paired test and the overview use the same four.
 MAIN_METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+# The authors' released weights (stage `released`), scored here by the same protocol as the reproduction.
+RELEASED_LABEL = "Authors' released weights, through this pipeline"
+_RELEASED_NOTE = (r"Authors' released weights: their trained captioner (their README, ``Pretrained Weight''), "
+                  r"converted into this project's checkpoint, decoded greedily and scored here exactly as the "
+                  r"reproduction; the authors selected that checkpoint on the test split, so its score is a "
+                  r"test-selected one.")
+_RELEASED_RETRIEVAL_NOTE = (r"Authors' released weights: their adaptation checkpoint, converted and scored here "
+                            r"exactly as the reproduction's (selected by the authors on the test split).")
 # The paired test's comparisons, first minus second: the paper's ablation questions.
 PAIRS = (("adapt", "no-adapt"), ("adapt", "clip-ft"), ("no-adapt", "clip-ft"))
 
@@ -299,7 +307,8 @@ def _ablation_table(runs: dict[str, list[dict]], baseline: list[dict] | None, la
     return _table(body, "l" + "r" * len(METRIC_KEYS), caption, "tab:ablation" + suffix)
 
 
-def _published_table(adapt: list[dict], label: str, dataset: str, comparable: bool, suffix: str) -> list[str]:
+def _published_table(adapt: list[dict], label: str, dataset: str, comparable: bool, suffix: str,
+                     released: dict | None = None) -> list[str]:
     pub = CAPTIONING[dataset]
     summary = summarise_runs(adapt)
     reproduced = [_x100(summary["mean"][k]) for k in METRIC_KEYS]
@@ -312,6 +321,8 @@ def _published_table(adapt: list[dict], label: str, dataset: str, comparable: bo
         body += [_row([f"Reproduced, sd over {n} seeds", *(_x100(summary["sd"][k]) for k in METRIC_KEYS)]),
                  _row([f"Reproduced, range over {n} seeds",
                        *(f"{_x100(min(values[k]))}--{_x100(max(values[k]))}" for k in METRIC_KEYS)])]
+    if released is not None:
+        body += [r"\midrule", _row([RELEASED_LABEL, *(_x100(released["metrics"][k]) for k in METRIC_KEYS)])]
     body += [r"\midrule", _row(["Published, CLIP4IDC", *(_published(pub.metrics.get(k)) for k in METRIC_KEYS)])]
     spreads = SEED_SPREAD.get(dataset, {})
     spread_notes = []
@@ -338,16 +349,22 @@ def _published_table(adapt: list[dict], label: str, dataset: str, comparable: bo
         judged = (rf"{ran} and is \textbf{{NOT comparable}} to the published numbers, which are for "
                   rf"{latex_escape(pub.dataset)} ({latex_escape(pub.setting)}): they are shown for orientation only.")
     caption = (rf"Reproduced vs published, scores $\times$100. {judged} Published: {latex_escape(pub.source)}."
-               + "".join(f" {latex_escape(n)}." for n in spread_notes))
+               + "".join(f" {latex_escape(n)}." for n in spread_notes)
+               + ("" if released is None else " " + _RELEASED_NOTE))
     return _table(body, "l" + "r" * len(METRIC_KEYS), caption, "tab:published" + suffix)
 
 
-def _retrieval_table(retrieval: dict, label: str, dataset: str, comparable: bool, suffix: str) -> list[str]:
+def _retrieval_table(retrieval: dict, label: str, dataset: str, comparable: bool, suffix: str,
+                     released: dict | None = None) -> list[str]:
     fmt = {"R@1": "{:.2f}", "R@5": "{:.2f}", "R@10": "{:.2f}", "MedR": "{:.1f}", "MeanR": "{:.2f}"}
     body = [_row(["", "Direction", *RANK_KEYS]), r"\midrule"]
-    for i, (direction, name) in enumerate(_DIRECTIONS.items()):
-        body.append(_row(["Reproduced" if i == 0 else "", name,
-                          *(fmt[k].format(float(retrieval[direction][k])) for k in RANK_KEYS)]))
+    rows = [("Reproduced", retrieval)] + ([(RELEASED_LABEL, released)] if released is not None else [])
+    for n, (what, scores) in enumerate(rows):
+        if n:
+            body.append(r"\midrule")
+        for i, (direction, name) in enumerate(_DIRECTIONS.items()):
+            body.append(_row([what if i == 0 else "", name,
+                              *(fmt[k].format(float(scores[direction][k])) for k in RANK_KEYS)]))
     pub = RETRIEVAL.get(dataset)
     published_note = ""
     if pub is not None:
@@ -363,7 +380,8 @@ def _retrieval_table(retrieval: dict, label: str, dataset: str, comparable: bool
                rf"({latex_escape(retrieval['split'])} split, {retrieval['n_pairs']} pairs, "
                rf"{retrieval['n_texts']} captions): T-IP ranks every caption against all pairs, IP-T "
                r"ranks every pair against all caption groups (max over a group). R@K in percent; "
-               r"MedR and MeanR are 1-based ranks." + published_note)
+               r"MedR and MeanR are 1-based ranks." + published_note
+               + ("" if released is None else " " + _RELEASED_RETRIEVAL_NOTE))
     return _table(body, "ll" + "r" * len(RANK_KEYS), caption, "tab:retrieval" + suffix)
 
 
@@ -490,33 +508,49 @@ HEADER = ["% Generated by `clip4idc report` from metric files; do not edit by ha
 
 def dataset_tables(*, variants: Mapping[str, dict | list[dict]], baseline: dict | list[dict] | None,
                    retrieval: dict | None, dataset_label: str, published_dataset: str = "clevr_change",
-                   comparable: bool = False, key: str | None = None) -> list[str]:
+                   comparable: bool = False, key: str | None = None, released: dict | None = None,
+                   released_retrieval: dict | None = None) -> list[str]:
     """One dataset's tables: ablation, reproduced vs published (needs variant 'adapt'), paired test
     between variants over seeds (needs two seeds), per pair set (needs `subsets` in the metric
     files) and, if `retrieval`, adaptation retrieval. A table that cannot be made is a LaTeX comment.
 
     `comparable`: the run used the very dataset the published numbers are for (not a stand-in).
     `key` suffixes the LaTeX labels (tab:ablation:<key>) so several datasets fit in one file.
+    `released` / `released_retrieval`: the authors' released captioner's metric file and their adaptation
+    checkpoint's retrieval file (stage `released`), a row each beside the reproduced and published numbers;
+    the captioner must have been scored on the reproduction's set.
     """
     runs = check_variants(variants)
     base = as_runs(baseline, "baseline") if baseline is not None else None
     if published_dataset not in CAPTIONING:
         raise ValueError(f"published_dataset: no published numbers for {published_dataset!r}; "
                          f"known: {sorted(CAPTIONING)}")
-    _check_same_set(runs | ({"baseline": base} if base else {}), dataset_label)
+    if released is not None:
+        released = as_runs(released, "released")[0]
+    _check_same_set(runs | ({"baseline": base} if base else {}) | ({"released": [released]} if released else {}),
+                    dataset_label)
     if retrieval is not None:
         retrieval = validate_retrieval_file(retrieval, "retrieval")
+    if released_retrieval is not None:
+        if retrieval is None:
+            raise ValueError("released_retrieval: given without the reproduction's retrieval file to set it beside")
+        released_retrieval = validate_retrieval_file(released_retrieval, "released_retrieval")
+        scored = {name: (r["split"], r["n_pairs"], r["n_texts"]) for name, r in
+                  (("retrieval", retrieval), ("released_retrieval", released_retrieval))}
+        if len(set(scored.values())) > 1:
+            raise ValueError(f"{dataset_label}: retrieval files were scored on different sets "
+                             f"(split, n_pairs, n_texts): {scored}")
     suffix = f":{key}" if key else ""
 
     lines = _ablation_table(runs, base, dataset_label, suffix)
     if "adapt" in runs:
-        lines += _published_table(runs["adapt"], dataset_label, published_dataset, comparable, suffix)
+        lines += _published_table(runs["adapt"], dataset_label, published_dataset, comparable, suffix, released)
     else:
         lines += ["% No reproduced-vs-published table: no metric file for variant 'adapt'.", ""]
     lines += _paired_table(runs, dataset_label, suffix)
     lines += _pertype_table(runs, base, dataset_label, suffix)
     if retrieval is not None:
-        lines += _retrieval_table(retrieval, dataset_label, published_dataset, comparable, suffix)
+        lines += _retrieval_table(retrieval, dataset_label, published_dataset, comparable, suffix, released_retrieval)
     return lines
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 
 # In DAG order; the names of the rules, the DVC stages and these modules.
-STAGES = ("fetch", "prepare", "pretrain", "adapt", "finetune", "decode", "baseline", "evaluate", "report",
-          "tables_pdf")
+STAGES = ("fetch", "prepare", "pretrain", "adapt", "released", "finetune", "decode", "baseline", "evaluate",
+          "report", "tables_pdf")
 # For a user, outside the DAG: `caption` captions any image pair with any fine-tuned checkpoint.
 TOOLS = ("caption",)
 

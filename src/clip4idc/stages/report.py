@@ -7,13 +7,14 @@ import argparse
 HELP = ("results/tables.tex, the figures and the ablation summary, from the run's metric files, training "
         "histories and captions")
 # `data` whole: DVC cannot track `data.<d>.label` for each listed dataset of a stage without a dataset.
-PARAMS = ("datasets", "seeds", "data", "finetune.select_metric", "decode.split")
+PARAMS = ("datasets", "seeds", "released", "data", "finetune.select_metric", "decode.split")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-dir", required=True, help="folder of metric files: <dataset>/<variant>/"
                    "seed<seed>.json for every dataset, variant and seed (`seeds`), <dataset>/constant.json, "
-                   "<dataset>/adapt_retrieval.json")
+                   "<dataset>/adapt_retrieval.json; for the datasets of `released` also <dataset>/released.json "
+                   "and <dataset>/released_retrieval.json")
     p.add_argument("--train-dir", required=True, help="folder of training histories: <dataset>/adapt.json, "
                    "<dataset>/finetune/<variant>/seed<seed>.json")
     p.add_argument("--predictions-dir", required=True, help="folder of decoded captions "
