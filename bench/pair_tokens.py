@@ -52,7 +52,6 @@ def main() -> None:
     run = Path(args.run)
     dataset = params.datasets[0]
     prepared = Prepared(run / "data" / "prepared" / dataset)
-    manifest = prepared.manifest(args.split)
     results = {}
     for variant in VARIANTS:
         start = ({"clip_weights": None, "adapt_checkpoint": run / "models" / dataset / "adapt" / "model.pt"}
@@ -60,8 +59,8 @@ def main() -> None:
         model = finetune_model(variant, params.model, params.finetune, **start).eval()
         tokens = encode_pairs(model.pair_encoder, prepared, args.split, params.finetune.eval_batch_size,
                               torch.device("cpu"), progress=False).tokens
-        keep = min(args.pairs, len(manifest))
-        results[variant] = {**diversity(tokens[:keep]), "pairs": keep, "tokens_per_pair": tokens.shape[1]}
+        tokens = tokens[:args.pairs]
+        results[variant] = {**diversity(tokens), "pairs": tokens.shape[0], "tokens_per_pair": tokens.shape[1]}
         print(variant, " ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                 for k, v in results[variant].items()), flush=True)
     if args.json:
