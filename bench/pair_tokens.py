@@ -5,7 +5,8 @@ Usage: python bench/pair_tokens.py [--run .] [--split val] [--pairs 200] [--para
 In the embedded default the pair encoder is frozen during fine-tuning (`finetune.freeze: [pair_encoder.]`,
 DEVIATIONS.md row 14), so a captioner can only read what its variant's encoder gives: CLIP-FT and
 no-adapt the pretrained CLIP of `models/pretrain/clip.pt`, adapt the adaptation checkpoint
-`models/<dataset>/adapt/model.pt`, all under `--run` (a finished run of the main command). For each
+`models/<dataset>/adapt/model.pt`, all under `--run` (a finished run of the main command), built under the
+first seed as its fine-tuning builds them. For each
 variant this encodes the first `--pairs` pairs of `--split` exactly as fine-tuning does
 (train/finetune.py: `finetune_model`, `encode_pairs`) and reports, over the [2T, D] tokens of a pair:
 - `cos_within_pair`: mean cosine similarity of all token pairs (1: every token says the same thing);
@@ -25,6 +26,7 @@ import torch
 
 from clip4idc import params as params_mod
 from clip4idc.data.dataset import Prepared
+from clip4idc.train.common import seed_everything
 from clip4idc.train.finetune import encode_pairs, finetune_model
 
 VARIANTS = ("clip-ft", "no-adapt", "adapt")
@@ -56,6 +58,9 @@ def main() -> None:
     for variant in VARIANTS:
         start = ({"clip_weights": None, "adapt_checkpoint": run / "models" / dataset / "adapt" / "model.pt"}
                  if variant == "adapt" else {"clip_weights": str(run / "models" / "pretrain" / "clip.pt")})
+        # As the finetune stage: seeded before the model is built, so no-adapt's new pair parameters are those
+        # of the run's first seed, not a fresh random draw.
+        seed_everything(params.seeds[0])
         model = finetune_model(variant, params.model, params.finetune, **start).eval()
         tokens = encode_pairs(model.pair_encoder, prepared, args.split, params.finetune.eval_batch_size,
                               torch.device("cpu"), progress=False).tokens
