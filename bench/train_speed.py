@@ -44,7 +44,7 @@ from clip4idc.train.adapt import adapt_loss, adapt_model, adapt_optimizer, clamp
 from clip4idc.runtime import set_threads
 from clip4idc.models import CaptionModel
 from clip4idc.train.finetune import (PrecomputedPairTokens, finetune_loss, finetune_model, finetune_optimizer,
-                                    pair_encoder_frozen)
+                                    pair_encoder_frozen, restrict_vocabulary)
 from clip4idc.train.loop import Processes, autocast
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,8 +133,7 @@ class Stage:
             cfg = params.finetune
             self.model = finetune_model("no-adapt", m, cfg, None)
             if output_vocab == "train":   # as the finetune stage does, on the captions it trains on
-                self.model.captioner.restrict_output(
-                    tokenizer.target_vocabulary(CHANGE_CAPTIONS + NO_CHANGE_CAPTIONS))
+                restrict_vocabulary(self.model.captioner, tokenizer, CHANGE_CAPTIONS + NO_CHANGE_CAPTIONS)
             self.model = self.model.to(dev)
             self.opt = finetune_optimizer(self.model, cfg, T_TOTAL)
             self.loss = lambda model, b: finetune_loss(model, b, tokenizer, procs)

@@ -2,7 +2,8 @@
 
 Restricting the head must change nothing but which words are scored: each logit is the full head's
 logit of its word, decoding picks the best word among them, the loss is the cross-entropy over them,
-and a checkpoint carries its vocabulary (tiny config, random weights).
+and a checkpoint carries its vocabulary (tiny config, random weights). Compacting the word embedding to
+the rows still read must change nothing at all: the same logits, and training gives the same weights.
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from clip4idc.models.build import load_caption_model
 from clip4idc.params import ModelParams
 from clip4idc.runtime import save_checkpoint
 from clip4idc.text import CaptionTokenizer
-from clip4idc.train.finetune import finetune_loss
+from clip4idc.train.finetune import finetune_loss, restrict_vocabulary
 from clip4idc.train.loop import Processes
+from clip4idc.train.optim import BertAdam
 
 ARCH = "clip4idc-tiny"
 CAPTIONS = ["the small red cube has been moved", "the large gray sphere changed its color",
@@ -125,3 +127,87 @@ def test_a_checkpoint_carries_its_output_vocabulary(tmp_path, words):
     ids = torch.tensor([[49406, 320]] * 3)
     with torch.no_grad():
         torch.testing.assert_close(loaded(before, after, ids), small(before, after, ids))
+
+
+# --------------------------------------------------------------------------- compact word embedding
+
+def _compact(tok) -> tuple[CaptionModel, CaptionModel]:
+    """(output vocabulary only, output vocabulary + compact embedding), same weights."""
+    restricted, compact = _model(), _model()
+    restricted.captioner.restrict_output(tok.target_vocabulary(CAPTIONS))
+    restrict_vocabulary(compact.captioner, tok, CAPTIONS)
+    return restricted, compact
+
+
+def test_the_compact_embedding_keeps_the_rows_training_and_decoding_read(tok, words):
+    restricted, compact = _compact(tok)
+    cap = compact.captioner
+    assert cap.embedding_ids.tolist() == sorted(set(words) | {tok.sot_id, tok.pad_id})
+    assert cap.token_embedding.num_embeddings == len(words) + 2
+    torch.testing.assert_close(cap.token_embedding.weight, restricted.captioner.token_embedding.weight[cap.embedding_ids])
+    t = tok.training(CAPTIONS)
+    assert set(t["input_ids"].flatten().tolist()) <= set(cap.embedding_ids.tolist())
+
+
+def test_the_compact_embedding_gives_the_same_logits_and_captions(tok):
+    restricted, compact = _compact(tok)
+    before, after = _pairs()
+    ids = tok.training(CAPTIONS[:3])["input_ids"]   # <start>, words and padding (id 0)
+    with torch.no_grad():
+        torch.testing.assert_close(compact(before, after, ids), restricted(before, after, ids), rtol=0, atol=0)
+    kw = dict(sot_id=tok.sot_id, eot_id=tok.eot_id, max_len=6)
+    assert torch.equal(greedy_ids(compact, before, after, **kw), greedy_ids(restricted, before, after, **kw))
+    assert torch.equal(beam_ids(compact, before, after, beam_size=3, **kw),
+                       beam_ids(restricted, before, after, beam_size=3, **kw))
+
+
+def test_training_with_the_compact_embedding_gives_the_same_weights(tok):
+    """Three BertAdam steps (weight decay, clipping) on each: every weight equal, the embedding row by row."""
+    models = _compact(tok)
+    before, after = _pairs(4)
+    batch = {"before": before, "after": after, "text": CAPTIONS, "role": torch.tensor([0, 0, 1, 1])}
+    for model in models:
+        model.train()
+        torch.manual_seed(3)   # the same dropout masks
+        opt = BertAdam([p for p in model.parameters() if p.requires_grad], lr=1e-2, t_total=10, warmup=0.1,
+                       schedule="warmup_linear", betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, max_grad_norm=1.0)
+        for _ in range(3):
+            opt.zero_grad()
+            finetune_loss(model, batch, tok, Processes()).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)   # binding: the norm over all gradients
+            opt.step()
+    restricted, compact = (m.state_dict() for m in models)
+    rows = compact["captioner.embedding_ids"]
+    torch.testing.assert_close(compact.pop("captioner.token_embedding.weight"),
+                               restricted.pop("captioner.token_embedding.weight")[rows])
+    compact.pop("captioner.embedding_ids")
+    assert compact.keys() == restricted.keys()
+    for name in compact:
+        torch.testing.assert_close(compact[name], restricted[name], msg=name)
+    assert not torch.equal(compact["captioner.head.bias"], _model().captioner.head.bias)   # it trained
+
+
+def test_a_word_without_an_embedding_row_is_named(tok):
+    _, compact = _compact(tok)
+    with pytest.raises(ValueError, match=r"\[7\].*word embedding"):
+        compact.captioner.embed(torch.tensor([[tok.sot_id, 7]]))
+    with pytest.raises(ValueError, match="fixed"):
+        compact.captioner.restrict_output([7])
+    with pytest.raises(ValueError, match="already compact"):
+        compact.captioner.compact_embedding([7])
+    with pytest.raises(ValueError, match="restrict_output first"):
+        _model().captioner.compact_embedding([tok.sot_id])
+
+
+def test_a_checkpoint_carries_its_compact_embedding(tmp_path, tok):
+    _, compact = _compact(tok)
+    model_cfg = ModelParams.model_validate({
+        "arch": ARCH, "pretrained": "pipeline", "intra_layers": 3, "max_tokens": 24, "output_vocab": "train",
+        "captioner": {"heads": 4, "ffn": 256, "layers": 3, "dropout": 0.1}})
+    save_checkpoint(tmp_path / "m.pt", {"kind": "finetune", "variant": "adapt", "seed": 0,
+                                        "state_dict": compact.state_dict(), "model": model_cfg.model_dump(mode="json")})
+    loaded, _ = load_caption_model(tmp_path / "m.pt")
+    assert torch.equal(loaded.captioner.embedding_ids, compact.captioner.embedding_ids)
+    before, after = _pairs()
+    kw = dict(sot_id=tok.sot_id, eot_id=tok.eot_id, max_len=6)
+    assert torch.equal(greedy_ids(loaded, before, after, **kw), greedy_ids(compact, before, after, **kw))

@@ -144,7 +144,8 @@ class ModelParams(Section):
     intra_layers: int = Field(ge=1)    # CLIP blocks run on each image alone; the rest run on the joint pair
     max_tokens: int = Field(ge=4)      # the authors' max_words (paper: 32): text positions, see text.py
     # The words the captioner scores: "clip", all 49,408 of CLIP's BPE (the authors); "train", only those
-    # the training split's captions use (Captioner.restrict_output), for a tiny model's speed.
+    # the training split's captions use (Captioner.restrict_output; the word embedding then keeps only their
+    # rows, <start>'s and padding's: Captioner.compact_embedding), for a tiny model's speed.
     output_vocab: Literal["clip", "train"]
     captioner: CaptionerParams
 

@@ -199,5 +199,8 @@ def load_caption_model(checkpoint: str | Path) -> tuple[CaptionModel, dict]:
     output_ids = ckpt["state_dict"].get("captioner.output_ids")
     if output_ids is not None:   # trained with an output vocabulary: score the same words
         model.captioner.restrict_output(output_ids)
+    embedding_ids = ckpt["state_dict"].get("captioner.embedding_ids")
+    if embedding_ids is not None:   # and a compact word embedding: the same rows
+        model.captioner.compact_embedding(embedding_ids)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt

@@ -9,7 +9,9 @@ shallow visual features.
 The word embedding is CLIP's token embedding and the position embedding CLIP's text positional
 embedding: the same objects as in the CLIP model (tied), so captions live in CLIP's BPE space.
 The LM head (dense → GELU → LayerNorm → linear) reuses the word embedding as its output weight,
-plus its own bias.
+plus its own bias. A captioner for a small corpus may score only its words (`restrict_output`) and
+keep only their embedding rows (`compact_embedding`): the same function on those words, a fraction
+of the cost (the embedded default's `model.output_vocab: train`).
 
 Attention is written out with `scaled_dot_product_attention` and separate query/key/value
 projections so that generation can use a key/value cache: `Captioner.decode_step` feeds one new
@@ -138,8 +140,8 @@ class DecoderCache:
 class LMHead(nn.Module):
     """dense → GELU → LayerNorm, then the (tied) word embedding as output weight plus a bias.
 
-    `rows`: optional ids of the words to score (the output vocabulary, see `Captioner.restrict_output`);
-    the logits are then over those words only, in that order."""
+    The caller passes the output weight (the word embedding, or the rows of the words it scores, see
+    `Captioner.restrict_output`) and optionally the matching entries of the bias."""
 
     def __init__(self, hidden: int, vocab: int):
         super().__init__()
@@ -148,11 +150,8 @@ class LMHead(nn.Module):
         self.ln = nn.LayerNorm(hidden, eps=LN_EPS)
         self.bias = nn.Parameter(torch.zeros(vocab))
 
-    def forward(self, x: torch.Tensor, word_embedding: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.ln(self.act(self.dense(x)))
-        if rows is None:
-            return F.linear(h, word_embedding, self.bias)
-        return F.linear(h, word_embedding[rows], self.bias[rows])
+    def forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        return F.linear(self.ln(self.act(self.dense(x))), weight, self.bias if bias is None else bias)
 
 
 class Captioner(nn.Module):
@@ -182,38 +181,86 @@ class Captioner(nn.Module):
         self.head = LMHead(hidden, token_embedding.num_embeddings)
         for part in (self.ln_embed, self.encoder, self.decoder, self.head):  # never the tied CLIP embeddings
             part.apply(_init_bert)
-        self.register_buffer("output_ids", None)   # all of CLIP's words until `restrict_output`
+        self.register_buffer("output_ids", None)      # all of CLIP's words until `restrict_output`
+        self.register_buffer("embedding_ids", None)   # the word embedding's rows are CLIP's ids until `compact_embedding`
 
     def restrict_output(self, ids: torch.Tensor | list[int]) -> None:
         """Score only the words `ids` (BPE ids): logit i is then word `ids[i]` (sorted, unique).
 
         The 49,408-word head dominates a tiny captioner's step while a synthetic corpus uses a few dozen
-        words. The embedding stays CLIP's, tied and whole; only the rows scored change. The ids become a
-        buffer (`captioner.output_ids`), so a checkpoint carries its output vocabulary.
+        words. The embedding stays CLIP's, tied and whole (`compact_embedding` may then drop the rows no
+        longer read); only the rows scored change. The ids become a buffer (`captioner.output_ids`), so a
+        checkpoint carries its output vocabulary.
         """
+        if self.embedding_ids is not None:
+            raise ValueError("the word embedding is compact: the output vocabulary is fixed")
         ids = torch.as_tensor(ids, dtype=torch.long).unique(sorted=True)
-        vocab = self.token_embedding.num_embeddings
+        vocab = self.head.bias.numel()   # CLIP's words (the bias keeps one entry per word)
         if ids.numel() == 0 or ids.min() < 0 or ids.max() >= vocab:
             raise ValueError(f"output vocabulary must be a non-empty set of ids in [0, {vocab}), "
                              f"got {ids.numel()} ids" + (f" from {int(ids.min())} to {int(ids.max())}"
                                                          if ids.numel() else ""))
         self.output_ids = ids.to(self.token_embedding.weight.device)
 
+    def compact_embedding(self, input_ids: torch.Tensor | list[int]) -> None:
+        """Keep only the word embedding's rows of the output vocabulary and of `input_ids` (the other words
+        fed as input: `<start>`, padding), as a new embedding initialised from those rows.
+
+        After `restrict_output`, the rows of the other ~49,000 words are never read, yet a step still
+        computes, clips and updates their (zero) gradients: most of a tiny captioner's optimiser step. Every
+        row kept starts and trains as before (its gradient and update are the same numbers), so the captioner
+        computes the same function; the embedding is no longer the object CLIP holds (no other part of a
+        caption model reads CLIP's). The kept ids become a buffer (`captioner.embedding_ids`), so a
+        checkpoint carries them.
+        """
+        if self.output_ids is None:
+            raise ValueError("compact_embedding keeps the output vocabulary's rows: call restrict_output first")
+        if self.embedding_ids is not None:
+            raise ValueError(f"the word embedding is already compact ({self.embedding_ids.numel()} rows)")
+        vocab = self.head.bias.numel()
+        extra = torch.as_tensor(input_ids, dtype=torch.long).flatten()
+        if extra.numel() and (extra.min() < 0 or extra.max() >= vocab):
+            raise ValueError(f"input ids must lie in [0, {vocab}), got {sorted(set(extra.tolist()))[:10]}")
+        weight = self.token_embedding.weight
+        ids = torch.cat([self.output_ids.cpu(), extra]).unique(sorted=True).to(weight.device)
+        table = nn.Embedding(ids.numel(), self.hidden, device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            table.weight.copy_(weight[ids])
+        table.weight.requires_grad_(weight.requires_grad)
+        self.token_embedding = table
+        self.embedding_ids = ids
+
+    def _rows(self, token_ids: torch.Tensor, table: torch.Tensor | None, what: str) -> torch.Tensor:
+        """BPE ids → their positions in the sorted id table `table` (the ids themselves without one)."""
+        if table is None:
+            return token_ids
+        index = torch.searchsorted(table, token_ids.contiguous()).clamp(max=table.numel() - 1)
+        unknown = table[index] != token_ids
+        if unknown.any():
+            raise ValueError(f"token ids {sorted(set(token_ids[unknown].tolist()))[:10]} are not in the "
+                             f"captioner's {what} of {table.numel()} words")
+        return index
+
     def output_index(self, token_ids: torch.Tensor) -> torch.Tensor:
         """BPE ids → their logit indices (the ids themselves without an output vocabulary). A word outside
         the output vocabulary is an error: it could never be predicted, and no loss can count it."""
-        if self.output_ids is None:
-            return token_ids
-        index = torch.searchsorted(self.output_ids, token_ids).clamp(max=self.output_ids.numel() - 1)
-        unknown = self.output_ids[index] != token_ids
-        if unknown.any():
-            raise ValueError(f"token ids {sorted(set(token_ids[unknown].tolist()))[:10]} are not in the "
-                             f"captioner's output vocabulary of {self.output_ids.numel()} words")
-        return index
+        return self._rows(token_ids, self.output_ids, "output vocabulary")
 
     def output_token(self, index: torch.Tensor) -> torch.Tensor:
         """Logit indices → BPE ids (inverse of `output_index`)."""
         return index if self.output_ids is None else self.output_ids[index]
+
+    def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """BPE ids → word embeddings (a word the compact embedding does not keep is an error)."""
+        return self.token_embedding(self._rows(token_ids, self.embedding_ids, "word embedding"))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder outputs [..., hidden] → logits over the output vocabulary (the head, tied to the embedding)."""
+        weight = self.token_embedding.weight
+        if self.output_ids is None:
+            return self.head(x, weight)
+        rows = self._rows(self.output_ids, self.embedding_ids, "word embedding")
+        return self.head(x, weight[rows], self.head.bias[self.output_ids])
 
     @property
     def max_length(self) -> int:
@@ -246,7 +293,7 @@ class Captioner(nn.Module):
         length = input_ids.shape[1]
         if length > self.max_length:
             raise ValueError(f"caption of {length} tokens exceeds the {self.max_length} text positions")
-        x = self.token_embedding(input_ids) + self.positional_embedding[:length]
+        x = self.embed(input_ids) + self.positional_embedding[:length]
         x = self.drop_embed(self.ln_embed(x))
         self_mask = None
         if key_padding_mask is not None:
@@ -256,7 +303,7 @@ class Captioner(nn.Module):
             x = layer(x, memory, self_mask)
         if positions is not None:
             x = x[positions]
-        return self.head(x, self.token_embedding.weight, self.output_ids)
+        return self.logits(x)
 
     def start_cache(self, memories: list[torch.Tensor]) -> DecoderCache:
         """An empty cache for `decode_step`: no token yet, the memories' cross-attention K/V projected once."""
@@ -281,13 +328,13 @@ class Captioner(nn.Module):
         position = cache.length
         if position >= self.max_length:
             raise ValueError(f"caption of {position + 1} tokens exceeds the {self.max_length} text positions")
-        x = self.token_embedding(next_ids) + self.positional_embedding[position]  # the new token's own position
+        x = self.embed(next_ids) + self.positional_embedding[position]  # the new token's own position
         x = self.drop_embed(self.ln_embed(x))
         self_kv = []
         for layer, kv, cross_kv in zip(self.decoder, cache.self_kv, cache.cross_kv):
             x, kv = layer.step(x, kv, cross_kv)
             self_kv.append(kv)
-        return self.head(x[:, -1], self.token_embedding.weight, self.output_ids), DecoderCache(self_kv, cache.cross_kv)
+        return self.logits(x[:, -1]), DecoderCache(self_kv, cache.cross_kv)
 
     def forward(self, visual_tokens: torch.Tensor, input_ids: torch.Tensor,
                 positions: torch.Tensor | None = None) -> torch.Tensor:

@@ -27,6 +27,7 @@ from ..generate import decode_dataset
 from ..io import write_json
 from ..metrics.caption import CaptionScorer
 from ..models.build import build_caption_model
+from ..models.captioner import Captioner
 from ..models.idc import CaptionModel
 from ..models.pair_encoder import PairEncoder
 from ..params import FinetuneParams, ModelParams
@@ -49,6 +50,13 @@ def lr_scale(name: str, cfg: FinetuneParams) -> float:
     if name.startswith(_TIED):
         return cfg.optim.coef_lr if cfg.coef_lr_tied is None else cfg.coef_lr_tied
     return cfg.optim.coef_lr if name.startswith("pair_encoder.") else 1.0
+
+
+def restrict_vocabulary(captioner: Captioner, tokenizer: CaptionTokenizer, captions: list[str]) -> None:
+    """`model.output_vocab: train`: score only the words of the training `captions` (and `<end>`), and keep only
+    the embedding rows of those, `<start>` and padding, the only ids training and decoding feed."""
+    captioner.restrict_output(tokenizer.target_vocabulary(captions))
+    captioner.compact_embedding([tokenizer.sot_id, tokenizer.pad_id])
 
 
 def finetune_model(variant: str, model_cfg: ModelParams, cfg: FinetuneParams, clip_weights: str | None,
@@ -123,8 +131,8 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
         tokenizer = CaptionTokenizer(model_cfg.arch, model_cfg.max_tokens)
         model = finetune_model(variant, model_cfg, cfg, clip_weights, adapt_checkpoint)
         if model_cfg.output_vocab == "train":
-            train_captions = [c for m in prepared.manifest("train") for c in m["references"]]
-            model.captioner.restrict_output(tokenizer.target_vocabulary(train_captions))
+            restrict_vocabulary(model.captioner, tokenizer,
+                                [c for m in prepared.manifest("train") for c in m["references"]])
         model = model.to(dev)
         trained, train_tokens, select_tokens = model, None, None
         if pair_encoder_frozen(model):
