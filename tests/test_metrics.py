@@ -91,6 +91,19 @@ def test_scorer_is_reusable(scorer):
     assert scorer.score(PREDICTIONS, REFERENCES) == first
 
 
+def test_captions_seen_before_are_not_tokenised_again(scorer, monkeypatch):
+    first = scorer.score(PREDICTIONS, REFERENCES)
+    sent, tokenize = [], scorer._tokenizer.tokenize
+    monkeypatch.setattr(scorer._tokenizer, "tokenize", lambda captions: sent.append(captions) or tokenize(captions))
+    assert scorer.score(PREDICTIONS, REFERENCES) == first
+    assert sent == []                                    # no JVM started
+    new = dict(PREDICTIONS, **{"000001.png": "A brand new caption, never seen."})
+    got = scorer.score(new, REFERENCES)
+    assert [[c["caption"] for caps in call.values() for c in caps] for call in sent] == [[new["000001.png"]]]
+    direct = _direct_pycocoevalcap(new, REFERENCES)     # every caption tokenised together, as upstream
+    assert got == {key: float(direct[key]) for key in METRIC_KEYS}
+
+
 def test_perfect_predictions_score_one(scorer):
     perfect = {i: refs[0] for i, refs in REFERENCES.items()}
     scores = scorer.score(perfect, REFERENCES)

@@ -95,11 +95,14 @@ class CaptionScorer:
 
     METEOR runs in a JVM that takes seconds to start, so one scorer is meant to be reused across
     calls (every validation epoch, every variant) and closed at the end: use it as a context
-    manager or call `close()`.
+    manager or call `close()`. The PTB tokenizer is a JVM started per call; a scorer keeps every
+    caption's tokens, so a later call tokenises only captions it has not seen (the references of
+    every validation epoch after the first, repeated predictions) and starts no JVM when there are none.
     """
 
     def __init__(self, *, spice: bool = False) -> None:
         self._tokenizer = PTBTokenizer()
+        self._tokens: dict[str, str] = {}   # caption (line breaks replaced) -> its PTB tokens
         self._bleu, self._rouge, self._cider = Bleu(4), Rouge(), Cider()
         self._spice = None
         if spice:
@@ -189,15 +192,21 @@ class CaptionScorer:
         return scores
 
     def _tokenize(self, captions: dict[str, list[str]]) -> dict[str, list[str]]:
-        tokens = self._tokenizer.tokenize(
-            {i: [{"caption": _LINE_BREAKS.sub(" ", c)} for c in caps] for i, caps in captions.items()})
-        # PTBTokenizer pairs its output lines with ids by position; a lost or extra line would
-        # silently score captions against the wrong pair, so check the counts came back intact.
-        wrong = [i for i, caps in captions.items() if len(tokens.get(i, ())) != len(caps)]
-        if wrong:
-            raise RuntimeError(f"the PTB tokenizer returned the wrong number of captions for "
-                               f"{len(wrong)} ids, e.g. {wrong[:_SHOW_IDS]}")
-        return tokens
+        """id -> captions, each replaced by its PTB tokens. The Java tokenizer reads each line on its own
+        (-preserveLines), so a caption's tokens do not depend on the captions beside it: those seen before
+        are reused and only new ones are sent, one per id."""
+        lines = {i: [_LINE_BREAKS.sub(" ", c) for c in caps] for i, caps in captions.items()}
+        new = sorted({c for caps in lines.values() for c in caps} - self._tokens.keys())
+        if new:
+            tokens = self._tokenizer.tokenize({str(k): [{"caption": c}] for k, c in enumerate(new)})
+            # PTBTokenizer pairs its output lines with ids by position; a lost or extra line would
+            # silently score captions against the wrong pair, so check the counts came back intact.
+            wrong = [new[k] for k in range(len(new)) if len(tokens.get(str(k), ())) != 1]
+            if wrong:
+                raise RuntimeError(f"the PTB tokenizer returned the wrong number of lines for "
+                                   f"{len(wrong)} captions, e.g. {wrong[:_SHOW_IDS]}")
+            self._tokens.update((c, tokens[str(k)][0]) for k, c in enumerate(new))
+        return {i: [self._tokens[c] for c in caps] for i, caps in lines.items()}
 
 
 def check_caption_inputs(predictions, references, pred_name: str = "predictions",
