@@ -149,6 +149,15 @@ def test_the_compact_embedding_keeps_the_rows_training_and_decoding_read(tok, wo
     assert set(t["input_ids"].flatten().tolist()) <= set(cap.embedding_ids.tolist())
 
 
+def test_compacting_draws_no_random_numbers(tok):
+    """A run that compacts its embedding must see the same dropout masks as one that does not."""
+    model = _model()
+    model.captioner.restrict_output(tok.target_vocabulary(CAPTIONS))
+    state = torch.get_rng_state()
+    model.captioner.compact_embedding([tok.sot_id, tok.pad_id])
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_the_compact_embedding_gives_the_same_logits_and_captions(tok):
     restricted, compact = _compact(tok)
     before, after = _pairs()
@@ -162,7 +171,8 @@ def test_the_compact_embedding_gives_the_same_logits_and_captions(tok):
 
 
 def test_training_with_the_compact_embedding_gives_the_same_weights(tok):
-    """Three BertAdam steps (weight decay, clipping) on each: every weight equal, the embedding row by row."""
+    """Three BertAdam steps (weight decay, clipping) on each: every weight equal bit for bit, the embedding row by
+    row (a full fine-tuning on the embedded data gave identical losses for 130 steps too)."""
     models = _compact(tok)
     before, after = _pairs(4)
     batch = {"before": before, "after": after, "text": CAPTIONS, "role": torch.tensor([0, 0, 1, 1])}
@@ -179,11 +189,11 @@ def test_training_with_the_compact_embedding_gives_the_same_weights(tok):
     restricted, compact = (m.state_dict() for m in models)
     rows = compact["captioner.embedding_ids"]
     torch.testing.assert_close(compact.pop("captioner.token_embedding.weight"),
-                               restricted.pop("captioner.token_embedding.weight")[rows])
+                               restricted.pop("captioner.token_embedding.weight")[rows], rtol=0, atol=0)
     compact.pop("captioner.embedding_ids")
     assert compact.keys() == restricted.keys()
     for name in compact:
-        torch.testing.assert_close(compact[name], restricted[name], msg=name)
+        torch.testing.assert_close(compact[name], restricted[name], rtol=0, atol=0, msg=name)   # bit for bit
     assert not torch.equal(compact["captioner.head.bias"], _model().captioner.head.bias)   # it trained
 
 

@@ -223,11 +223,10 @@ class Captioner(nn.Module):
             raise ValueError(f"input ids must lie in [0, {vocab}), got {sorted(set(extra.tolist()))[:10]}")
         weight = self.token_embedding.weight
         ids = torch.cat([self.output_ids.cpu(), extra]).unique(sorted=True).to(weight.device)
-        table = nn.Embedding(ids.numel(), self.hidden, device=weight.device, dtype=weight.dtype)
-        with torch.no_grad():
-            table.weight.copy_(weight[ids])
-        table.weight.requires_grad_(weight.requires_grad)
-        self.token_embedding = table
+        # from_pretrained draws no random initial weights: the global RNG, and with it every later dropout
+        # mask, stays as it would be without compacting.
+        self.token_embedding = nn.Embedding.from_pretrained(weight.detach()[ids].clone(),
+                                                            freeze=not weight.requires_grad)
         self.embedding_ids = ids
 
     def _rows(self, token_ids: torch.Tensor, table: torch.Tensor | None, what: str) -> torch.Tensor:
