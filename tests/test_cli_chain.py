@@ -14,6 +14,7 @@ from clip4idc import cli
 from clip4idc.metrics.caption import METRIC_KEYS
 from clip4idc.params import VARIANTS
 from clip4idc.report.tables import RELEASED_LABEL
+from test_fault_report import refuse_replacing
 
 # Slow: every stage of the smoke DAG, in process. Java scores captions (evaluate, and finetune's
 # selection); pdflatex compiles the tables.
@@ -172,6 +173,29 @@ def test_a_report_that_fails_late_leaves_no_figures(chain, tmp_path, capsys):
     assert "prediction file(s) missing" in capsys.readouterr().err
     assert not (tmp_path / "plots").exists() and not (tmp_path / "tables.tex").exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # no temporary folder left either
+
+
+def test_a_report_that_cannot_replace_one_output_keeps_the_old_report_whole(chain, tmp_path, capsys, monkeypatch):
+    """Issue 15: an output that cannot be replaced (an immutable ablation.json) must not leave new figures and
+    tables beside the old summary: the old report stays whole, and the error is one line naming the file."""
+    out = tmp_path / "out"
+    args = _report(chain, out)
+    assert cli.main([*args, "--params", str(chain / "params.yaml"), "--profile", "smoke", "--no-progress"]) == 0
+    old = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    raw = yaml.safe_load((chain / "params.yaml").read_text())
+    raw["data"][DATASET]["label"] = "Relabelled data"   # every table and figure of a new report differs
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = ["--params", str(tmp_path / "params.yaml"), "--profile", "smoke", "--no-progress"]
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        refuse_replacing(m, out / "ablation.json")
+        assert cli.main([*args, *params]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: cannot write {out / 'ablation.json'} (Operation not permitted); nothing of "
+                   f"{out / 'plots'}, {out / 'tables.tex'}, {out / 'ablation.json'} was replaced"]
+    assert {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == old
+    assert sorted(p.name for p in out.iterdir()) == ["ablation.json", "plots", "tables.tex"]
+    assert cli.main([*args, *params]) == 0 and "Relabelled data" in (out / "tables.tex").read_text()
 
 
 def test_report_prints_the_released_weights_rows_from_their_files(chain, tmp_path, capsys):

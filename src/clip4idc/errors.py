@@ -33,3 +33,7 @@ class PairListError(ValueError):
 class CheckpointConversionError(ValueError):
     """A checkpoint from elsewhere (the authors' release) cannot become one of ours: its message names every
     offending key (unknown, missing, unconvertible, wrong shape, broken tie) or setting, all at once."""
+
+
+class OutputError(RuntimeError):
+    """Outputs that belong together could not be written (io.atomic_paths): none of them was replaced."""

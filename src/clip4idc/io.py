@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import OutputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -41,13 +43,80 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+@contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """`atomic_path` for outputs that belong together (a report's tables, figures and summary): yield a
+    temporary path for each; on success all replace their targets, or, if any cannot, none does.
+
+    Each old output is first renamed aside, then the new one renamed in; a rename that fails (an
+    immutable file, a full or read-only disk) puts every old output back, removes the new ones and
+    raises OutputError naming the path. Renames within a folder are cheap and rarely fail once the
+    temporary files were written, so the window where some are new is short; an interrupted process
+    can leave a `.<name>.*.old` sibling, never a mix that looks finished.
+    """
+    targets = [Path(p) for p in paths]
+    temps = []
+    try:
+        for path in targets:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temps.append(_reserve(path, ".tmp"))
+        yield temps
+        for path, tmp in zip(targets, temps):
+            if not tmp.exists():
+                raise RuntimeError(f"nothing was written to the temporary path for {path}")
+        aside: list[tuple[Path, Path]] = []
+        placed: list[Path] = []
+        try:
+            for path, tmp in zip(targets, temps):
+                if path.exists() or path.is_symlink():
+                    old = _reserve(path, ".old")
+                    os.replace(path, old)
+                    aside.append((path, old))
+                os.replace(tmp, path)
+                placed.append(path)
+        except OSError as err:
+            for path in placed:
+                _remove(path)
+            for path, old in aside:
+                os.replace(old, path)
+            failed = Path(err.filename) if err.filename else None
+            named = next((t for t in targets if failed in (t, *(o for p, o in aside if p == t))), None)
+            raise OutputError(f"cannot write {named or ', '.join(map(str, targets))} ({err.strerror or err}); "
+                              f"nothing of {', '.join(str(t) for t in targets)} was replaced") from err
+        for _, old in aside:
+            _remove(old)
+    finally:
+        for tmp in temps:
+            _remove(tmp)
+
+
+def _reserve(path: Path, suffix: str) -> Path:
+    """A fresh name beside `path` (mkstemp's, then freed: the caller creates a file or a folder there)."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    os.unlink(name)
+    return Path(name)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """The project's JSON files' text: keys in the object's order, a final newline."""
+    return json.dumps(obj, indent=indent, sort_keys=False) + "\n"
+
+
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
-    write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+    write_text(path, json_text(obj, indent))
 
 
 def read_json(path: str | os.PathLike) -> Any:

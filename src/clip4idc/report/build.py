@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..data.prepared import Prepared
-from ..io import atomic_path, read_json, write_json, write_text
+from ..io import atomic_paths, json_text, read_json
 from ..metrics.caption import METRIC_KEYS
 from ..params import VARIANTS, Params
 from .plots import ablation_plot, per_type_plot, retrieval_plot, training_curves_plot
@@ -130,14 +130,15 @@ def build_report(params: Params, inputs: ReportInputs, *, tables: str | Path, pl
     """results/tables.tex (the overview, then a section per dataset), `<plots_dir>/<kind>-<dataset>.{png,pdf}`
     and the summary JSON."""
     sections, summaries, all_runs = [], {}, {}
-    # The figures go to a temporary folder renamed into place at the end: a missing or bad input
-    # leaves no half-drawn figure set behind.
-    with atomic_path(plots_dir) as figures:
+    # Tables, figures and summary are written to temporary paths and moved into place together at the end:
+    # a missing or bad input, or an output that cannot be replaced, leaves the previous report whole (never
+    # new figures beside old tables).
+    with atomic_paths(plots_dir, tables, summary) as (figures, tables_tmp, summary_tmp):
         figures.mkdir()
         for name in params.datasets:
             lines, all_runs[name], baseline, released = dataset_report(params, name, inputs, figures)
             summaries[name] = summary_of(all_runs[name], baseline, released)
             sections += [f"% --- {name}: {params.data[name].label} ---", "", *lines]
         overview = ablation_overview(all_runs, {name: params.data[name].label for name in params.datasets})
-    write_text(tables, "\n".join([*HEADER, *overview, *sections]))
-    write_json(summary, summaries)
+        tables_tmp.write_text("\n".join([*HEADER, *overview, *sections]), encoding="utf-8")
+        summary_tmp.write_text(json_text(summaries), encoding="utf-8")
