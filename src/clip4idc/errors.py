@@ -33,3 +33,8 @@ class PairListError(ValueError):
 class CheckpointConversionError(ValueError):
     """A checkpoint from elsewhere (the authors' release) cannot become one of ours: its message names every
     offending key (unknown, missing, unconvertible, wrong shape, broken tie) or setting, all at once."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training met a non-finite loss or gradient norm (most often a learning rate too large). It stops before that
+    step's update, so the weights are never poisoned and nothing is written as if the stage had finished."""
