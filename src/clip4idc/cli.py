@@ -14,12 +14,14 @@ import sys
 
 from . import params as params_mod
 from .errors import (CheckpointConversionError, CheckpointError, DatasetFormatError, DownloadError,
-                     ImageDecodeError, OutputError, PairListError, UnsafeArchiveError)
+                     ImageDecodeError, OutputError, PairListError, TrainingDivergedError, UnsafeArchiveError)
 from .stages import STAGES, TOOLS, command
 
-# Bad input (a missing file, a malformed dataset, bad params, the wrong checkpoint): a message, not a traceback.
+# Bad input (a missing file, a malformed dataset, bad params, the wrong checkpoint, params under which training
+# diverges): a message, not a traceback.
 INPUT_ERRORS = (FileNotFoundError, ImageDecodeError, DatasetFormatError, params_mod.ParamsError, DownloadError,
-                UnsafeArchiveError, CheckpointError, CheckpointConversionError, PairListError, OutputError)
+                UnsafeArchiveError, CheckpointError, CheckpointConversionError, PairListError, OutputError,
+                TrainingDivergedError)
 COMMANDS = STAGES + TOOLS
 
 

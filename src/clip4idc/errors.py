@@ -37,3 +37,8 @@ class CheckpointConversionError(ValueError):
 
 class OutputError(RuntimeError):
     """Outputs that belong together could not be written (io.atomic_paths): none of them was replaced."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training met a non-finite loss or gradient norm (most often a learning rate too large). It stops before that
+    step's update, so the weights are never poisoned and nothing is written as if the stage had finished."""

@@ -28,5 +28,5 @@ def run(args: argparse.Namespace, params) -> int | None:
     from ..train.adapt import adapt
     adapt(args.data, args.clip, args.out, args.metrics, args.log, model_cfg=params.model, cfg=params.adapt,
           checkpoint_every=params.execution.checkpoint_every, threads=args.threads, progress=args.progress,
-          live=args.live)
+          live=args.live, dataset=args.dataset)
     return None

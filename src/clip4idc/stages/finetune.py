@@ -38,5 +38,5 @@ def run(args: argparse.Namespace, params) -> int | None:
     from ..train.finetune import finetune
     finetune(args.data, args.variant, args.seed, args.clip, args.adapted, args.out, args.log,
              model_cfg=params.model, cfg=params.finetune, checkpoint_every=params.execution.checkpoint_every,
-             threads=args.threads, progress=args.progress, live=args.live)
+             threads=args.threads, progress=args.progress, live=args.live, dataset=args.dataset)
     return None

@@ -20,7 +20,7 @@ from ..models.idc import AdaptModel
 from ..params import AdaptParams, ModelParams
 from ..text import CaptionTokenizer
 from ..runtime import save_checkpoint, set_threads
-from .common import freeze, seed_everything
+from .common import freeze, run_name, seed_everything
 from .loop import Evaluation, GlobalBatches, Processes, Resume, fingerprint, fit, gather, processes
 from .losses import symmetric_infonce
 from .optim import BertAdam, build_optimizer
@@ -60,9 +60,10 @@ def adapt_loss(model: nn.Module, batch: dict, tokenizer: CaptionTokenizer, procs
 
 def adapt(prepared_dir: str | Path, clip_weights: str, out_checkpoint: str | Path, out_metrics: str | Path,
           out_history: str | Path, *, model_cfg: ModelParams, cfg: AdaptParams, checkpoint_every: int = 0,
-          threads: int | None = None, progress: bool = True, live: str | Path | None = None) -> dict | None:
+          threads: int | None = None, progress: bool = True, live: str | Path | None = None,
+          dataset: str | None = None) -> dict | None:
     """→ the test retrieval metrics (None on all but the first of several processes). `live`: folder of the
-    per-epoch training log (dvclive's layout)."""
+    per-epoch training log (dvclive's layout). `dataset`: its name, for messages (a diverged run names it)."""
     with processes() as procs:
         set_threads(threads)
         seed_everything(cfg.seed)
@@ -89,7 +90,9 @@ def adapt(prepared_dir: str | Path, clip_weights: str, out_checkpoint: str | Pat
             loss=lambda m, batch: adapt_loss(m, batch, tokenizer, procs), evaluate=evaluate, epochs=cfg.epochs,
             patience=None, max_grad_norm=cfg.optim.max_grad_norm, amp=cfg.amp, resume=resume,
             checkpoint_every=checkpoint_every, procs=procs, desc="adapt", progress=progress,
-            after_step=lambda: clamp_logit_scale(model, cfg), live=live)
+            after_step=lambda: clamp_logit_scale(model, cfg), live=live,
+            run=run_name("adapt", dataset, f"seed {cfg.seed}"),
+            hint=f"Lower the learning rate (adapt.optim.lr, now {cfg.optim.lr:g}).")
         if not procs.main:
             return None
         model.load_state_dict(best_state)

@@ -1,10 +1,15 @@
-"""What every training stage shares: seeding and freezing (threads, device and checkpoint files: runtime.py)."""
+"""What every training stage shares: seeding, freezing and the divergence check (threads, device and checkpoint
+files: runtime.py)."""
 from __future__ import annotations
 
+import math
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..errors import TrainingDivergedError
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -27,3 +32,26 @@ def freeze(model: torch.nn.Module, prefixes: tuple[str, ...]) -> list[str]:
     if unused:
         raise ValueError(f"freeze prefixes match no parameter: {unused}")
     return frozen
+
+
+def run_name(stage: str, dataset: str | None, *what: str) -> str:
+    """How messages name a training run: `finetune (dataset clevr_synth, variant adapt, seed 2021)`."""
+    return f"{stage} ({', '.join(([f'dataset {dataset}'] if dataset else []) + list(what))})"
+
+
+def check_finite(loss: float, grad_norm: float, *, run: str, epoch: int, step: int, steps: int, hint: str,
+                 kept: Path | None = None) -> None:
+    """Raise TrainingDivergedError unless the step's `loss` and total gradient norm are finite.
+
+    Called after backward and before the optimiser step: a NaN or inf that reaches an update makes every weight
+    NaN, and every later step too, yet the run would finish, select an epoch and write a checkpoint that decode
+    and evaluate take like any other. `epoch` and `step` count from 1; `kept`: a resume checkpoint the message
+    says is kept, where it exists. Under DDP both values must be the same on every process (the loss averaged
+    over processes, the norm of the averaged gradients) so that all processes stop at the same step.
+    """
+    if math.isfinite(loss) and math.isfinite(grad_norm):
+        return
+    kept_note = f"; {kept} (the last resume checkpoint) is kept" if kept is not None and kept.is_file() else ""
+    raise TrainingDivergedError(
+        f"{run}: training diverged at epoch {epoch}, step {step} of {steps} (loss {loss:.4g}, gradient norm "
+        f"{grad_norm:.4g}); stopped before that update, no checkpoint or log written{kept_note}. {hint}")

@@ -33,7 +33,7 @@ from ..models.pair_encoder import PairEncoder
 from ..params import FinetuneParams, ModelParams
 from ..text import CaptionTokenizer
 from ..runtime import save_checkpoint, set_threads
-from .common import freeze, seed_everything
+from .common import freeze, run_name, seed_everything
 from .loop import Evaluation, GlobalBatches, Processes, Resume, fingerprint, fit, processes, sum_over_processes
 from .losses import token_loss
 from .optim import BertAdam, build_optimizer
@@ -120,9 +120,9 @@ def finetune_loss(model: nn.Module, batch: dict, tokenizer: CaptionTokenizer, pr
 def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: str | None,
              adapt_checkpoint: str | Path | None, out_checkpoint: str | Path, out_history: str | Path, *,
              model_cfg: ModelParams, cfg: FinetuneParams, checkpoint_every: int = 0, threads: int | None = None,
-             progress: bool = True, live: str | Path | None = None) -> dict | None:
+             progress: bool = True, live: str | Path | None = None, dataset: str | None = None) -> dict | None:
     """→ the training summary (None on all but the first of several processes). `live`: folder of the
-    per-epoch training log (dvclive's layout)."""
+    per-epoch training log (dvclive's layout). `dataset`: its name, for messages (a diverged run names it)."""
     with processes() as procs:
         set_threads(threads)
         seed_everything(seed)
@@ -166,7 +166,8 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
                 loss=lambda m, batch: finetune_loss(m, batch, tokenizer, procs), evaluate=evaluate, epochs=cfg.epochs,
                 patience=cfg.patience, max_grad_norm=cfg.optim.max_grad_norm, amp=cfg.amp, resume=resume,
                 checkpoint_every=checkpoint_every, procs=procs, desc=f"finetune {variant} seed {seed}",
-                progress=progress, live=live)
+                progress=progress, live=live, run=run_name("finetune", dataset, f"variant {variant}", f"seed {seed}"),
+                hint=f"Lower the learning rate (finetune.optim.lr, now {cfg.optim.lr:g}).")
         if not procs.main:
             return None
         # Trained on precomputed tokens, best_state holds the captioner only: the frozen pair encoder is the model's.

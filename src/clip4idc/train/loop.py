@@ -13,6 +13,9 @@ Three properties the stages rely on:
    exactly where the killed run was (tested on CPU: same weights, same metrics).
 3. **Evaluation on one process.** After each epoch the first process evaluates and the others
    receive its scores, so early stopping decides the same everywhere.
+4. **A diverged run stops.** A non-finite loss or gradient norm raises TrainingDivergedError before
+   that step's update (common.check_finite), on every process at the same step: the weights and the
+   last resume checkpoint stay as they were, and no checkpoint or log is written as if finished.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from tqdm import tqdm
 from ..data.dataset import collate
 from ..params import ParamsError
 from ..runtime import load_checkpoint, save_checkpoint
+from .common import check_finite
 from .live import write_training_log
 
 
@@ -304,13 +308,17 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset,
         loss: Callable[[nn.Module, dict], torch.Tensor], evaluate: Callable[[nn.Module], Evaluation],
         epochs: int, patience: int | None, max_grad_norm: float, amp: bool, resume: Resume,
         checkpoint_every: int, procs: Processes, desc: str, progress: bool,
-        after_step: Callable[[], None] | None = None, live: str | Path | None = None) -> tuple[dict, LoopState]:
+        after_step: Callable[[], None] | None = None, live: str | Path | None = None, run: str | None = None,
+        hint: str = "Lower the learning rate.") -> tuple[dict, LoopState]:
     """Train for `epochs` (or until more than `patience` epochs bring no gain, see `select`); → (best
     state dict, state).
 
     `loss(model, batch)` runs the forward pass (the DDP-wrapped model under torchrun) and returns
     the loss; `evaluate(model)` scores the unwrapped model after each epoch (first process only).
     `live`: a folder for the per-epoch training log (dvclive's layout, see live.py).
+    A non-finite loss or gradient norm raises TrainingDivergedError before that step's update (`check_finite`),
+    naming `run` (default `desc`: say the dataset, variant, seed) and ending with `hint`; the weights are those
+    before the step, and the resume checkpoint of the last epoch end (or `checkpoint_every`) stays as it was.
     """
     dev = procs.device
     state, best_state = LoopState(), None
@@ -345,11 +353,15 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset,
                 value = loss(trained, batch)
             optimizer.zero_grad(set_to_none=True)
             value.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            # Both the same on every process (all-reduced), so all stop at the same step and none waits on the others.
+            step_loss = mean_over_processes(value.item(), procs)
+            check_finite(step_loss, grad_norm.item(), run=run or desc, epoch=state.epoch + 1, step=state.step + 1,
+                         steps=batches.steps_per_epoch, hint=hint, kept=resume.path)
             optimizer.step()
             if after_step is not None:
                 after_step()
-            state.losses.append(mean_over_processes(value.item(), procs))
+            state.losses.append(step_loss)
             state.step += 1
             bar.set_postfix(loss=f"{state.losses[-1]:.3f}")
             if checkpoint_every and state.step % checkpoint_every == 0 and state.step < batches.steps_per_epoch:

@@ -21,7 +21,7 @@ from ..io import write_json
 from ..models.build import create_clip, get_tokenizer
 from ..params import ModelParams, PretrainParams
 from ..runtime import device, save_checkpoint, set_threads
-from .common import seed_everything
+from .common import check_finite, run_name, seed_everything
 
 
 def pretrain(prepared_dir: str | Path, out_weights: str | Path, out_log: str | Path, *,
@@ -59,13 +59,20 @@ def pretrain(prepared_dir: str | Path, out_weights: str | Path, out_log: str | P
     for epoch in range(cfg.epochs):
         clip.train()
         losses = []
-        for batch in tqdm(loader, desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False):
+        bar = tqdm(loader, desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        for step, batch in enumerate(bar):
             images = batch["image"].to(dev)
             texts = tokenizer(batch["text"]).to(dev)
             image_f, text_f, scale = clip(images, texts)
             loss = loss_fn(image_f, text_f, scale)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            # No clipping here (open_clip's recipe): the norm is only read, to stop before a NaN update.
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in clip.parameters() if p.grad is not None])
+            check_finite(loss.item(), grad_norm.item(), run=run_name("pretrain", None, f"data {prepared_dir}",
+                                                                     f"seed {cfg.seed}"),
+                         epoch=epoch + 1, step=step + 1, steps=len(loader),
+                         hint=f"Lower the learning rate (pretrain.lr, now {cfg.lr:g}).")
             opt.step()
             sched.step()
             with torch.no_grad():  # CLIP's temperature clamp
