@@ -1,8 +1,10 @@
-"""Faults in params.yaml as `clip4idc` reports them: the key named as the user wrote it (base,
-`profiles.<name>...` or a dataset's overrides), found at load whichever profile is active."""
+"""Faults in params.yaml and expected errors, as `clip4idc` reports them: the key named as the user wrote it
+(base, `profiles.<name>...` or a dataset's overrides), found at load whichever profile is active, including
+what the CLIP architecture asks of the params."""
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,48 @@ def test_a_check_across_sections_names_the_keys_as_written():
     with pytest.raises(params.ParamsError, match=rf"profiles\.smoke\.decode\.max_len \({RAW['model']['max_tokens'] + 1}\) "
                                                  rf"exceeds model\.max_tokens \({RAW['model']['max_tokens']}\)"):
         params.resolve(raw, "smoke")
+
+
+# -- params checked against the CLIP architecture at load ----------------------------------------------------
+
+def test_intra_layers_beyond_the_architecture_is_refused_at_load(capsys, tmp_path):
+    """model.intra_layers 7 for the 4-block clip4idc-tiny: refused by the first stage that reads params,
+    not by `adapt` once data are prepared and CLIP pretrained."""
+    def edit(raw):
+        raw["model"]["intra_layers"] = 7
+    err = _error(capsys, tmp_path, edit)
+    assert ("  model.intra_layers: 7 is out of range for the 4 vision blocks of 'clip4idc-tiny' (model.arch): "
+            "must be between 1 and 3") in err
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda raw: raw["profiles"]["smoke"].update(model={"intra_layers": 4}), "profiles.smoke.model.intra_layers"),
+    (lambda raw: raw["prepare"].update(image_size=32), "prepare.image_size"),
+    (lambda raw: raw["data"][DATASET]["overrides"].update(prepare={"image_size": 224}),
+     f"data.{DATASET}.overrides.prepare.image_size"),
+    # the architecture changed by a profile, the size left at the base's: the base's size is named
+    (lambda raw: raw["profiles"]["smoke"].update(model={"arch": "ViT-B-32-quickgelu", "intra_layers": 9}),
+     "prepare.image_size"),
+    (lambda raw: raw["model"].update(arch="clip4idc-tiniest"), "model.arch"),
+])
+def test_params_that_contradict_the_architecture_are_refused(edit, named):
+    raw = copy.deepcopy(RAW)
+    edit(raw)
+    with pytest.raises(params.ParamsError) as caught:
+        params.resolve(raw, "smoke")
+    assert any(line.startswith(f"  {named}: ") for line in str(caught.value).splitlines()), str(caught.value)
+
+
+def test_architecture_configs_are_open_clips(monkeypatch):
+    """params reads the configs from open_clip's files and ours (importing open_clip would slow every command):
+    the same configs as open_clip gives models/build.py, for every file of either folder."""
+    import open_clip
+
+    from clip4idc.models.build import register_model_configs
+    register_model_configs()
+    files = [*(Path(open_clip.__file__).parent / "model_configs").glob("*.json"), *params.MODEL_CONFIG_DIR.glob("*.json")]
+    names = sorted({f.stem for f in files})
+    assert {"clip4idc-tiny", "ViT-B-32-quickgelu"} <= set(names)
+    expected = {n: open_clip.get_model_config(n) for n in names}
+    monkeypatch.delitem(sys.modules, "open_clip")   # as in a command that has not imported it
+    assert {n: params._architecture_config(n) for n in names} == expected

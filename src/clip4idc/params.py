@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import copy
 import difflib
+import importlib.util
+import json
 import re
+import sys
 import types
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -343,7 +347,8 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params", datas
 
     Everything written is checked, whichever profile is active: the base params alone (a wrong base
     value that a profile overrides is still an error, named as written), then every profile merged
-    over them, each with the overrides of every dataset it runs."""
+    over them, each with the overrides of every dataset it runs, and each against its CLIP
+    architecture (`model.intra_layers`, `prepare.image_size`)."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of sections at the top level")
     profile = profile or raw.get("profile", "embedded")
@@ -398,8 +403,8 @@ def _resolve_profile(base: dict, profiles: dict, profile: str, source: str, data
 
 
 def _checked(merged: dict, source: str, what: str, layers: list[Layer]) -> Params:
-    """`merged` validated; errors name keys as written in `layers`."""
-    return _validate(merged, source, what, layers)
+    """`merged` validated, then checked against its CLIP architecture; errors name keys as written in `layers`."""
+    return _check_architecture(_validate(merged, source, what, layers), source, what, layers)
 
 
 def _written(loc: tuple, layers: list[Layer]) -> str:
@@ -481,6 +486,82 @@ def _schema_keys(loc: tuple) -> list[str]:
         else:
             return []
     return list(ann.model_fields) if isinstance(ann, type) and issubclass(ann, BaseModel) else []
+
+
+# -- the CLIP architecture the params name --------------------------------------------------------
+# Read from the JSON files open_clip itself reads: importing open_clip (and torch) costs seconds,
+# more than every other part of loading params, and most commands never build a model. These files
+# are no PACKAGE_DATA of this module: they decide only whether params are accepted, not any result
+# (models/build.py, which builds from them, declares them).
+MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"   # ours (e.g. clip4idc-tiny)
+
+
+@lru_cache(maxsize=None)
+def _config_file(path: Path) -> dict | None:
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    cfg = cfg.get("model_cfg", cfg) if isinstance(cfg, dict) else None   # local-dir: {"model_cfg": ...}
+    # open_clip registers only files with these keys (factory._rescan_model_configs)
+    return cfg if isinstance(cfg, dict) and all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")) else None
+
+
+def _architecture_config(arch: str) -> dict | None:
+    """open_clip's config of `arch` as models/build.py gets it (None: unknown), without importing open_clip
+    where this process has not: ours first (registered over open_clip's), then open_clip's own files. Once
+    open_clip is imported, its registry is asked, which also holds configs added there at run time."""
+    if arch.startswith("local-dir:"):
+        return _config_file(Path(arch.removeprefix("local-dir:")) / "open_clip_config.json")
+    if "/" in arch or "\\" in arch:   # open_clip names a config by its file's stem: no path is one
+        return None
+    cfg = _config_file(MODEL_CONFIG_DIR / f"{arch}.json")
+    if cfg is not None:
+        return cfg
+    if "open_clip" in sys.modules:
+        return sys.modules["open_clip"].get_model_config(arch)
+    spec = importlib.util.find_spec("open_clip")   # finds the package without running it
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        cfg = _config_file(Path(folder) / "model_configs" / f"{arch}.json")
+        if cfg is not None:
+            return cfg
+    return None
+
+
+def _check_architecture(params: Params, source: str, what: str, layers: list[Layer]) -> Params:
+    """`params` if what it asks of its CLIP architecture holds, else a ParamsError naming the keys as written:
+    found at load, not by the stage that first builds the pair encoder (models/pair_encoder.py)."""
+    arch = params.model.arch
+    if arch.startswith("hf-hub:"):   # its config lives on the Hub: checked when the model is built
+        return params
+
+    def at(*loc: str) -> str:
+        return _written(loc, layers)
+
+    cfg = _architecture_config(arch)
+    if cfg is None:
+        ours = sorted(p.stem for p in MODEL_CONFIG_DIR.glob("*.json"))
+        problems = [f"{at('model', 'arch')}: unknown CLIP architecture {arch!r}; this package adds {ours}, "
+                    f"open_clip knows e.g. 'ViT-B-32-quickgelu' (see open_clip.list_models())"]
+    else:
+        vision = cfg["vision_cfg"]
+        blocks, size = vision.get("layers", 12), vision.get("image_size", 224)   # open_clip's CLIPVisionCfg defaults
+        problems = []
+        if "timm_model_name" in vision or not isinstance(blocks, int):
+            problems.append(f"{at('model', 'arch')}: {arch!r} has no open_clip ViT vision tower (a ResNet or timm "
+                            f"tower has no token sequence for the pair encoder to split)")
+        elif not 0 < params.model.intra_layers < blocks:
+            problems.append(f"{at('model', 'intra_layers')}: {params.model.intra_layers} is out of range for the "
+                            f"{blocks} vision blocks of {arch!r} ({at('model', 'arch')}): must be between 1 and "
+                            f"{blocks - 1} (at least one block on each image alone, one on the joint pair)")
+        square = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+        if (params.prepare.image_size,) * 2 != square:
+            problems.append(f"{at('prepare', 'image_size')}: {params.prepare.image_size} must equal the input size "
+                            f"of {arch!r} ({at('model', 'arch')}), {size}: prepare writes images of this size "
+                            f"and the vision tower takes only its own")
+    if problems:
+        raise ParamsError(f"{source} ({what}) is invalid:\n" + "\n".join(f"  {p}" for p in problems))
+    return params
 
 
 def load(path: str | Path = "params.yaml", profile: str | None = None, dataset: str | None = None) -> Params:

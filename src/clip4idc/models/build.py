@@ -22,11 +22,10 @@ import open_clip
 import torch
 
 from ..errors import CheckpointError
-from ..params import VARIANTS, ModelParams
+from ..params import MODEL_CONFIG_DIR, VARIANTS, ModelParams
 from ..runtime import load_checkpoint
 from .idc import AdaptModel, CaptionModel
 
-MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
 # Files of the package read at run time (relative to its folder): code, for deps.py.
 PACKAGE_DATA = ("model_configs/*.json",)
 
