@@ -1,9 +1,11 @@
 """Faults in params.yaml and expected errors, as `clip4idc` reports them: the key named as the user wrote it
 (base, `profiles.<name>...` or a dataset's overrides), found at load whichever profile is active, including
-what the CLIP architecture asks of the params."""
+what the CLIP architecture asks of the params; an expected error in one message."""
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -140,3 +142,26 @@ def test_architecture_configs_are_open_clips(monkeypatch):
     expected = {n: open_clip.get_model_config(n) for n in names}
     monkeypatch.delitem(sys.modules, "open_clip")   # as in a command that has not imported it
     assert {n: params._architecture_config(n) for n in names} == expected
+
+
+# -- expected errors in a line or two; their traceback on request --------------------------------------------
+
+def test_openai_weights_offline_is_a_short_message_with_the_advice(tmp_path):
+    """model.pretrained: openai without network and with an empty cache: `clip4idc pretrain` says so and how
+    to get the weights, in two lines, without a traceback."""
+    def edit(raw):
+        raw["model"].update(arch="ViT-B-32-quickgelu", pretrained="openai", intra_layers=9)
+        raw["prepare"]["image_size"] = 224
+    path = _params_file(tmp_path, edit)
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    env.pop("CLIP4IDC_DEBUG", None)
+    run = subprocess.run([sys.executable, "-m", "clip4idc.cli", "pretrain", "--data", str(tmp_path / "none"),
+                          "--out", str(tmp_path / "clip.pt"), "--log", str(tmp_path / "pretrain.json"),
+                          "--params", str(path), "--no-progress"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1, run.stderr
+    assert len(lines) == 2 and "Traceback" not in run.stderr, run.stderr
+    assert lines[0].startswith("error: OpenAI CLIP weights for 'ViT-B-32-quickgelu' could not be loaded")
+    assert "open_clip.create_model('ViT-B-32-quickgelu', pretrained='openai')" in lines[1]
+    assert "set `model.pretrained` to that file's path" in lines[1]

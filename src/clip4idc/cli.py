@@ -14,12 +14,12 @@ import sys
 
 from . import params as params_mod
 from .errors import (CheckpointConversionError, CheckpointError, DatasetFormatError, DownloadError,
-                     ImageDecodeError, PairListError, UnsafeArchiveError)
+                     ImageDecodeError, PairListError, UnsafeArchiveError, WeightsUnavailableError)
 from .stages import STAGES, TOOLS, command
 
 # Bad input (a missing file, a malformed dataset, bad params, the wrong checkpoint): a message, not a traceback.
 INPUT_ERRORS = (FileNotFoundError, ImageDecodeError, DatasetFormatError, params_mod.ParamsError, DownloadError,
-                UnsafeArchiveError, CheckpointError, CheckpointConversionError, PairListError)
+                UnsafeArchiveError, CheckpointError, CheckpointConversionError, PairListError, WeightsUnavailableError)
 COMMANDS = STAGES + TOOLS
 
 

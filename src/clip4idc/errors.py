@@ -33,3 +33,8 @@ class PairListError(ValueError):
 class CheckpointConversionError(ValueError):
     """A checkpoint from elsewhere (the authors' release) cannot become one of ours: its message names every
     offending key (unknown, missing, unconvertible, wrong shape, broken tie) or setting, all at once."""
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Published CLIP weights (`model.pretrained: openai`) cannot be had on this machine (offline, not in
+    the cache); the message says how to bring them here."""
