@@ -1,6 +1,6 @@
 """Faults in params.yaml and expected errors, as `clip4idc` reports them: the key named as the user wrote it
 (base, `profiles.<name>...` or a dataset's overrides), found at load whichever profile is active, including
-what the CLIP architecture asks of the params; an expected error in one message."""
+what the CLIP architecture asks of the params; an expected error in one message, its traceback on request."""
 from __future__ import annotations
 
 import copy
@@ -165,3 +165,23 @@ def test_openai_weights_offline_is_a_short_message_with_the_advice(tmp_path):
     assert lines[0].startswith("error: OpenAI CLIP weights for 'ViT-B-32-quickgelu' could not be loaded")
     assert "open_clip.create_model('ViT-B-32-quickgelu', pretrained='openai')" in lines[1]
     assert "set `model.pretrained` to that file's path" in lines[1]
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_flag_raises_params_errors_with_their_traceback(tmp_path, where):
+    """`clip4idc --debug prepare ...` (a global flag) or `clip4idc prepare ... --debug`."""
+    path = _params_file(tmp_path, lambda raw: raw["model"].update(intra_layers=7))
+    with pytest.raises(params.ParamsError, match=r"model\.intra_layers: 7"):
+        cli.main(_prepare(tmp_path, path, **{where: ("--debug",)}))
+
+
+def test_debug_env_raises_input_errors_with_their_traceback(tmp_path, monkeypatch, capsys):
+    """CLIP4IDC_DEBUG=1 (for a stage that Snakemake or DVC runs: its command line is fixed): a stage's
+    expected error (here: the dataset was never fetched) is raised, not printed."""
+    path = _params_file(tmp_path, lambda raw: None)
+    assert cli.main(_prepare(tmp_path, path)) == 1
+    message = capsys.readouterr().err.removeprefix("error: ").strip()
+    monkeypatch.setenv("CLIP4IDC_DEBUG", "1")
+    with pytest.raises(cli.INPUT_ERRORS) as caught:
+        cli.main(_prepare(tmp_path, path))
+    assert str(caught.value) == message
