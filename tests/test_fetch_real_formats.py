@@ -34,10 +34,12 @@ def _png(seed: int, size=(48, 32), fmt="PNG") -> bytes:
 
 
 def _params(tmp_path: Path, dataset: str, files: list[dict], server: Server) -> Path:
-    """params.yaml with the paper profile's data settings (not its model), `dataset`'s files on the server."""
+    """params.yaml with the paper profile's data settings and its model (whose input size the prepared images
+    must have), `dataset`'s files on the server."""
     raw = copy.deepcopy(RAW_PARAMS)
     paper = raw["profiles"]["paper"]
-    raw["profiles"]["paper"] = {"datasets": [dataset], "data": paper["data"], "prepare": paper["prepare"]}
+    raw["profiles"]["paper"] = {"datasets": [dataset], "data": paper["data"], "prepare": paper["prepare"],
+                                "model": paper["model"]}
     raw["data"][dataset]["files"] = files
     raw["download"].update({"retries": 2, "backoff": 0.01, "timeout": 5.0, "archive_org_base": server.base})
     path = tmp_path / "params.yaml"

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from . import params as params_mod
 from .errors import (CheckpointConversionError, CheckpointError, DatasetFormatError, DownloadError,
-                     ImageDecodeError, OutputError, PairListError, TrainingDivergedError, UnsafeArchiveError)
+                     ImageDecodeError, OutputError, PairListError, TrainingDivergedError, UnsafeArchiveError,
+                     WeightsUnavailableError)
 from .stages import STAGES, TOOLS, command
 
 # Bad input (a missing file, a malformed dataset, bad params, the wrong checkpoint, params under which training
 # diverges): a message, not a traceback.
 INPUT_ERRORS = (FileNotFoundError, ImageDecodeError, DatasetFormatError, params_mod.ParamsError, DownloadError,
                 UnsafeArchiveError, CheckpointError, CheckpointConversionError, PairListError, OutputError,
-                TrainingDivergedError)
+                TrainingDivergedError, WeightsUnavailableError)
 COMMANDS = STAGES + TOOLS
+# `--debug`, or this set to anything but "" or 0 (for a stage run by Snakemake or DVC, whose command
+# lines are fixed): an expected error is raised with its traceback instead of printed as one message.
+DEBUG_ENV = "CLIP4IDC_DEBUG"
 
 
 def stage_module(stage: str):
@@ -37,10 +42,15 @@ def _common(p: argparse.ArgumentParser, params: bool = True) -> None:
                        help="profile to apply from the params file (default: its `profile` key)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (they show on a terminal only)")
+    # `clip4idc --debug STAGE ...` or `clip4idc STAGE ... --debug`: absent here, the global flag's value stays.
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def build_parser(stages=COMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clip4idc", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true",
+                        help=f"bad input or params: raise the error with its traceback instead of printing its "
+                             f"message (also {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for stage in stages:
         module = stage_module(stage)
@@ -55,14 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # Only the named stage's module is imported: what runs is that module's import closure, which is
     # exactly the code its rule depends on (deps.py). `clip4idc --help` imports them all.
-    named = argv[0].replace("-", "_") if argv else None
+    named = next((a.replace("-", "_") for a in argv if not a.startswith("-")), None)   # past `--debug`
     args = build_parser((named,) if named in COMMANDS else COMMANDS).parse_args(argv)
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     tool = args.stage.replace("-", "_") in TOOLS
     params = None
     if not tool:  # a tool has no params: no params.yaml needed where it runs
         try:
             params = params_mod.load(args.params, args.profile, getattr(args, "dataset", None))
         except params_mod.ParamsError as err:
+            if debug:
+                raise
             print(f"error: {err}", file=sys.stderr)
             return 2
     # Bars on a terminal only: in a Snakemake log a bar is thousands of redraws. Per-epoch
@@ -73,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         module = stage_module(args.stage)
         return (module.run(args) if tool else module.run(args, params)) or 0
     except INPUT_ERRORS as err:
+        if debug:
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -42,3 +42,8 @@ class OutputError(RuntimeError):
 class TrainingDivergedError(RuntimeError):
     """Training met a non-finite loss or gradient norm (most often a learning rate too large). It stops before that
     step's update, so the weights are never poisoned and nothing is written as if the stage had finished."""
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Published CLIP weights (`model.pretrained: openai`) cannot be had on this machine (offline, not in
+    the cache); the message says how to bring them here."""

@@ -11,9 +11,15 @@ per-section overrides; `profile: <name>` (or `--profile`) applies them. Both Sna
 from __future__ import annotations
 
 import copy
+import difflib
+import importlib.util
+import json
 import re
+import sys
+import types
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -303,7 +309,8 @@ def _merge(base: dict, override: dict, where: str, open_: bool = False) -> dict:
     out = copy.deepcopy(base)
     for key, value in override.items():
         if key not in out and not open_:
-            raise ParamsError(f"{where}.{key}: no such key in the base params (a profile only overrides existing keys)")
+            raise ParamsError(f"{where}.{key}: no such key in the base params (a profile only overrides existing "
+                              f"keys){_did_you_mean(key, out)}")
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value, f"{where}.{key}", open_ or key == "overrides")
         else:
@@ -311,25 +318,65 @@ def _merge(base: dict, override: dict, where: str, open_: bool = False) -> dict:
     return out
 
 
+def _did_you_mean(key: Any, known) -> str:
+    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 # Sections a dataset's `overrides` may set: those that describe how to train and evaluate on it.
 # `model` and `pretrain` are not among them: every dataset starts from the same CLIP weights.
 _DATASET_SECTIONS = ("prepare", "adapt", "finetune", "decode")
 
 
+# A layer of params as the user wrote them: the path of its root in params.yaml, and its tree. Values
+# are merged layer over layer (base, profile, the dataset's overrides); an error names the key in the
+# last layer that sets it, so that the user is sent to the line they wrote.
+Layer = tuple[tuple[str, ...], dict]
+
+
+def _tree(raw: Any, *keys: str) -> dict:
+    """raw[k1][k2]..., or {} where a key is absent (a layer that does not write that part)."""
+    for key in keys:
+        raw = raw.get(key) if isinstance(raw, dict) else None
+    return raw if isinstance(raw, dict) else {}
+
+
 def resolve(raw: dict, profile: str | None = None, source: str = "params", dataset: str | None = None) -> Params:
     """Apply a profile's overrides to the raw params dict, then (with `dataset`) that dataset's
-    `overrides`, and validate the result. Every listed dataset's overrides are checked either way."""
+    `overrides`, and validate the result.
+
+    Everything written is checked, whichever profile is active: the base params alone (a wrong base
+    value that a profile overrides is still an error, named as written), then every profile merged
+    over them, each with the overrides of every dataset it runs, and each against its CLIP
+    architecture (`model.intra_layers`, `prepare.image_size`)."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of sections at the top level")
     profile = profile or raw.get("profile", "embedded")
     profiles = raw.get("profiles") or {}
     if profile not in profiles:
         raise ParamsError(f"{source}: profile {profile!r} is not defined under 'profiles' (known: {sorted(profiles)})")
-    merged = _merge({k: v for k, v in raw.items() if k not in ("profile", "profiles")},
-                    profiles[profile] or {}, f"profiles.{profile}")
+    base = {k: v for k, v in raw.items() if k not in ("profile", "profiles")}
+    # Before any merge: a typo in a base key would otherwise surface as the profile's correct key
+    # being "no such key", and a base value a profile overrides would never be looked at.
+    _checked({**base, "profile": profile, "profiles": profiles}, source, "the base params, before any profile",
+             [((), base)])
+    active = _resolve_profile(base, profiles, profile, source, dataset)
+    for other in profiles:   # not run now, but a mistake there is a mistake in this file
+        if other != profile:
+            _resolve_profile(base, profiles, other, source, None)
+    return active
+
+
+def _resolve_profile(base: dict, profiles: dict, profile: str, source: str, dataset: str | None) -> Params:
+    """The params of `profile` (of `dataset` when given), every dataset it runs checked with its overrides."""
+    written = profiles[profile] or {}
+    where = ("profiles", profile)
+    merged = _merge(base, written, ".".join(where))
     merged["profile"] = profile
     merged["profiles"] = profiles
-    params = _validate(merged, source, repr(profile))
+    layers: list[Layer] = [((), base), (where, written)]
+    what = f"profile {profile!r}"
+    params = _checked(merged, source, what, layers)
     if dataset is not None and dataset not in params.datasets:
         raise ParamsError(
             f"{source} (profile {profile!r}): dataset {dataset!r} is not one this profile runs "
@@ -338,36 +385,183 @@ def resolve(raw: dict, profile: str | None = None, source: str = "params", datas
             f"dvc exp run -S profile={profile} -S 'datasets={_hydra_list(params.datasets)}'"
             + (f" -S 'released={_hydra_list(params.released)}'" if params.released else ""))
     for name in params.datasets if dataset is None else (dataset,):
-        overrides = params.data[name].overrides
-        where = f"data.{name}.overrides"
-        misplaced = sorted(set(overrides) - set(_DATASET_SECTIONS))
-        if misplaced:
-            raise ParamsError(f"{source}: {where} may set only {list(_DATASET_SECTIONS)}; got {misplaced}")
-        resolved = _validate({**_merge(merged, overrides, where), "dataset": name}, source,
-                             f"{profile!r}, dataset {name!r}")
+        # The dataset's overrides as written in the base, then in the profile (which merged over them),
+        # applied in that order: the same values as their merge, each key named where it is written.
+        dataset_layers = [(("data", name, "overrides"), _tree(base, "data", name, "overrides")),
+                          ((*where, "data", name, "overrides"), _tree(written, "data", name, "overrides"))]
+        resolved = merged
+        for at, overrides in dataset_layers:
+            misplaced = sorted(set(overrides) - set(_DATASET_SECTIONS))
+            if misplaced:
+                raise ParamsError(f"{source}: {'.'.join(at)} may set only {list(_DATASET_SECTIONS)}; got {misplaced}")
+            resolved = _merge(resolved, overrides, ".".join(at))
+        what = f"profile {profile!r}, dataset {name!r}"
+        resolved = _checked({**resolved, "dataset": name}, source, what, layers + dataset_layers)
         if name == dataset:
             return resolved
     return params
+
+
+def _checked(merged: dict, source: str, what: str, layers: list[Layer]) -> Params:
+    """`merged` validated, then checked against its CLIP architecture; errors name keys as written in `layers`."""
+    return _check_architecture(_validate(merged, source, what, layers), source, what, layers)
+
+
+def _written(loc: tuple, layers: list[Layer]) -> str:
+    """The key at `loc` of the merged params as the user wrote it: under the last layer that sets it
+    (the base's own key where none does, e.g. a missing key)."""
+    for root, tree in reversed(layers):
+        if _sets(tree, loc):
+            return ".".join(map(str, (*root, *loc)))
+    return ".".join(map(str, loc))
+
+
+def _sets(tree: Any, loc: tuple) -> bool:
+    for key in loc:
+        if isinstance(tree, dict):
+            if key not in tree:
+                return False
+            tree = tree[key]
+        elif isinstance(tree, list) and isinstance(key, int) and 0 <= key < len(tree):
+            tree = tree[key]
+        else:   # a value set above `loc` (a scalar, a whole list): all below it comes from this layer
+            return True
+    return True
 
 
 def _hydra_list(items) -> str:
     return "[" + ",".join(str(i) for i in items) + "]"
 
 
-def _validate(merged: dict, source: str, what: str) -> Params:
+def _validate(merged: dict, source: str, what: str, layers: list[Layer]) -> Params:
     try:
         return Params.model_validate(merged)
     except ValidationError as err:
         lines = []
         for e in err.errors():
-            loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+            loc = _written(e["loc"], layers) if e["loc"] else "(top level)"
             if e["type"] == "extra_forbidden":
-                lines.append(f"  {loc}: unknown key")
+                lines.append(f"  {loc}: unknown key{_did_you_mean(e['loc'][-1], _schema_keys(e['loc'][:-1]))}")
             elif e["type"] == "missing":
                 lines.append(f"  {loc}: required key is missing")
+            elif e["type"] == "value_error" and isinstance(e.get("input"), dict):
+                # a whole section's check (a model validator): its message names the keys, and the
+                # section itself (all of params.yaml at the top level) would bury it
+                lines.append(f"  {loc}: {e['msg'] if e['loc'] else _keys_as_written(e['msg'], layers)}")
             else:
                 lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
-        raise ParamsError(f"{source} (profile {what}) is invalid:\n" + "\n".join(lines)) from None
+        raise ParamsError(f"{source} ({what}) is invalid:\n" + "\n".join(lines)) from None
+
+
+_DOTTED_KEY = re.compile(r"\b[a-z_]+(?:\.[a-z_0-9]+)+\b")
+
+
+def _keys_as_written(message: str, layers: list[Layer]) -> str:
+    """A check of the whole params (Params._consistent) names keys from the top (`decode.max_len`): each as
+    the user wrote it (`profiles.smoke.decode.max_len`)."""
+    def written(match: re.Match) -> str:
+        loc = tuple(match.group().split("."))
+        return _written(loc, layers) if loc[0] in Params.model_fields else match.group()
+    return _DOTTED_KEY.sub(written, message)
+
+
+def _schema_keys(loc: tuple) -> list[str]:
+    """The keys the schema allows at `loc` (for a typo's suggestion); [] where that is no section."""
+    ann: Any = Params
+    for key in (*loc, None):
+        while get_origin(ann) in (Union, types.UnionType):   # X | None: the section X
+            args = [a for a in get_args(ann) if a is not type(None)]
+            if len(args) != 1:
+                return []
+            ann = args[0]
+        if key is None:
+            break
+        if get_origin(ann) in (dict, tuple):   # a dict's key or a tuple's index: its value type
+            ann = get_args(ann)[-1 if get_origin(ann) is dict else 0]
+        elif isinstance(ann, type) and issubclass(ann, BaseModel):
+            field = ann.model_fields.get(key)
+            if field is None:
+                return []
+            ann = field.annotation
+        else:
+            return []
+    return list(ann.model_fields) if isinstance(ann, type) and issubclass(ann, BaseModel) else []
+
+
+# -- the CLIP architecture the params name --------------------------------------------------------
+# Read from the JSON files open_clip itself reads: importing open_clip (and torch) costs seconds,
+# more than every other part of loading params, and most commands never build a model. These files
+# are no PACKAGE_DATA of this module: they decide only whether params are accepted, not any result
+# (models/build.py, which builds from them, declares them).
+MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"   # ours (e.g. clip4idc-tiny)
+
+
+@lru_cache(maxsize=None)
+def _config_file(path: Path) -> dict | None:
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    cfg = cfg.get("model_cfg", cfg) if isinstance(cfg, dict) else None   # local-dir: {"model_cfg": ...}
+    # open_clip registers only files with these keys (factory._rescan_model_configs)
+    return cfg if isinstance(cfg, dict) and all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")) else None
+
+
+def _architecture_config(arch: str) -> dict | None:
+    """open_clip's config of `arch` as models/build.py gets it (None: unknown), without importing open_clip
+    where this process has not: ours first (registered over open_clip's), then open_clip's own files. Once
+    open_clip is imported, its registry is asked, which also holds configs added there at run time."""
+    if arch.startswith("local-dir:"):
+        return _config_file(Path(arch.removeprefix("local-dir:")) / "open_clip_config.json")
+    if "/" in arch or "\\" in arch:   # open_clip names a config by its file's stem: no path is one
+        return None
+    cfg = _config_file(MODEL_CONFIG_DIR / f"{arch}.json")
+    if cfg is not None:
+        return cfg
+    if "open_clip" in sys.modules:
+        return sys.modules["open_clip"].get_model_config(arch)
+    spec = importlib.util.find_spec("open_clip")   # finds the package without running it
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        cfg = _config_file(Path(folder) / "model_configs" / f"{arch}.json")
+        if cfg is not None:
+            return cfg
+    return None
+
+
+def _check_architecture(params: Params, source: str, what: str, layers: list[Layer]) -> Params:
+    """`params` if what it asks of its CLIP architecture holds, else a ParamsError naming the keys as written:
+    found at load, not by the stage that first builds the pair encoder (models/pair_encoder.py)."""
+    arch = params.model.arch
+    if arch.startswith("hf-hub:"):   # its config lives on the Hub: checked when the model is built
+        return params
+
+    def at(*loc: str) -> str:
+        return _written(loc, layers)
+
+    cfg = _architecture_config(arch)
+    if cfg is None:
+        ours = sorted(p.stem for p in MODEL_CONFIG_DIR.glob("*.json"))
+        problems = [f"{at('model', 'arch')}: unknown CLIP architecture {arch!r}; this package adds {ours}, "
+                    f"open_clip knows e.g. 'ViT-B-32-quickgelu' (see open_clip.list_models())"]
+    else:
+        vision = cfg["vision_cfg"]
+        blocks, size = vision.get("layers", 12), vision.get("image_size", 224)   # open_clip's CLIPVisionCfg defaults
+        problems = []
+        if "timm_model_name" in vision or not isinstance(blocks, int):
+            problems.append(f"{at('model', 'arch')}: {arch!r} has no open_clip ViT vision tower (a ResNet or timm "
+                            f"tower has no token sequence for the pair encoder to split)")
+        elif not 0 < params.model.intra_layers < blocks:
+            problems.append(f"{at('model', 'intra_layers')}: {params.model.intra_layers} is out of range for the "
+                            f"{blocks} vision blocks of {arch!r} ({at('model', 'arch')}): must be between 1 and "
+                            f"{blocks - 1} (at least one block on each image alone, one on the joint pair)")
+        square = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+        if (params.prepare.image_size,) * 2 != square:
+            problems.append(f"{at('prepare', 'image_size')}: {params.prepare.image_size} must equal the input size "
+                            f"of {arch!r} ({at('model', 'arch')}), {size}: prepare writes images of this size "
+                            f"and the vision tower takes only its own")
+    if problems:
+        raise ParamsError(f"{source} ({what}) is invalid:\n" + "\n".join(f"  {p}" for p in problems))
+    return params
 
 
 def load(path: str | Path = "params.yaml", profile: str | None = None, dataset: str | None = None) -> Params:

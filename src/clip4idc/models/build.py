@@ -21,23 +21,22 @@ from pathlib import Path
 import open_clip
 import torch
 
-from ..errors import CheckpointError
-from ..params import VARIANTS, ModelParams
+from ..errors import CheckpointError, WeightsUnavailableError
+from ..params import MODEL_CONFIG_DIR, VARIANTS, ModelParams
 from ..runtime import load_checkpoint
 from .idc import AdaptModel, CaptionModel
 
-MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
 # Files of the package read at run time (relative to its folder): code, for deps.py.
 PACKAGE_DATA = ("model_configs/*.json",)
 
+# Two lines (`clip4idc` prints it after "error: "): what failed and why, then both ways to get the weights.
 _OPENAI_HELP = (
-    "OpenAI CLIP weights could not be loaded for {arch!r} (no network or empty cache?). To get them, "
-    "either (1) on a machine with network access fill the Hugging Face cache once:\n"
-    "    python -c \"import open_clip; open_clip.create_model('{arch}', pretrained='openai')\"\n"
-    "and copy ~/.cache/huggingface (or $HF_HOME) here, or (2) save them as a state-dict file:\n"
-    "    python -c \"import open_clip, torch; m = open_clip.create_model('{arch}', pretrained='openai'); "
-    "torch.save(m.state_dict(), 'clip-{arch}-openai.pt')\"\n"
-    "and set `model.pretrained` to that file's path. Underlying error: {error}"
+    "OpenAI CLIP weights for {arch!r} could not be loaded (offline with an empty Hugging Face cache?): {error}\n"
+    "To get them: on a machine with network access run "
+    "python -c \"import open_clip; open_clip.create_model('{arch}', pretrained='openai')\" and copy "
+    "~/.cache/huggingface (or $HF_HOME) here; or there save them with "
+    "python -c \"import open_clip, torch; torch.save(open_clip.create_model('{arch}', pretrained='openai')"
+    ".state_dict(), 'clip-{arch}-openai.pt')\" and set `model.pretrained` to that file's path."
 )
 
 
@@ -58,22 +57,38 @@ def _model_config(arch: str) -> dict:
     return cfg
 
 
-class _DropRandomInitWarning(logging.Filter):
+class _DropRecords(logging.Filter):
+    """Drops the records whose message contains `text`."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return "initialized randomly" not in record.getMessage()
+        return self.text not in record.getMessage()
+
+
+class _DropRandomInitWarning(_DropRecords):
+    def __init__(self):
+        super().__init__("initialized randomly")
 
 
 @contextlib.contextmanager
-def _weights_loaded_next() -> Iterator[None]:
-    """For a model whose weights are loaded right after it is built: open_clip warns "initialized
-    randomly" on the root logger, which would then be false and mislead whoever reads the log."""
+def _root_records_dropped(text: str) -> Iterator[None]:
+    """open_clip logs on the root logger: its records that contain `text` are dropped meanwhile."""
     root = logging.getLogger()
-    quiet = _DropRandomInitWarning()
+    quiet = _DropRecords(text)
     root.addFilter(quiet)
     try:
         yield
     finally:
         root.removeFilter(quiet)
+
+
+def _weights_loaded_next():
+    """For a model whose weights are loaded right after it is built: open_clip warns "initialized
+    randomly" on the root logger, which would then be false and mislead whoever reads the log."""
+    return _root_records_dropped("initialized randomly")
 
 
 def _load_state_dict_file(model: torch.nn.Module, path: Path, arch: str) -> None:
@@ -112,9 +127,13 @@ def create_clip(arch: str, pretrained: str | None) -> open_clip.CLIP:
                 f"use the QuickGELU variant (e.g. 'ViT-B-32-quickgelu' instead of 'ViT-B-32') so that "
                 f"reloading a checkpoint from the architecture name builds the same activation")
         try:
-            model = open_clip.create_model(arch, pretrained="openai")
+            # open_clip also logs the failure on the root logger; the error below says it, with the remedy
+            with _root_records_dropped("Failed to download weights"):
+                model = open_clip.create_model(arch, pretrained="openai")
         except Exception as e:  # network errors, missing cache, HF offline mode …
-            raise RuntimeError(_OPENAI_HELP.format(arch=arch, error=e)) from e
+            # The cause's first line: huggingface_hub's next ones advise on its own offline mode.
+            said = str(e).strip().split("\n", 1)[0]
+            raise WeightsUnavailableError(_OPENAI_HELP.format(arch=arch, error=said)) from e
     else:
         path = Path(pretrained)
         if not path.is_file():
