@@ -65,7 +65,7 @@ def fetch_dataset(name: str, dataset: DatasetParams, downloads: Path, out: Path,
     for file in dataset.files:
         sources.append(fetch_file(name, file, downloads, settings=settings, progress=progress,
                                   pin_at=f"data.{name}.files"))
-        _place(name, file, downloads / file.name, out)
+        _place(name, file, downloads / file.name, out, settings)
     return sources
 
 
@@ -326,7 +326,8 @@ def _unavailable(name: str, file: SourceFile, target: Path, failures: list[tuple
 
 # --- placing into the dataset root -------------------------------------------------------------
 
-def _place(name: str, file: SourceFile, source: Path, out: Path) -> None:
+def _place(name: str, file: SourceFile, source: Path, out: Path, settings: DownloadParams) -> None:
+    limits = dict(strip=file.strip, max_gb=settings.max_unpacked_gb, max_ratio=settings.max_unpack_ratio)
     if file.unpack is None:
         dest = out / file.name
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -336,13 +337,13 @@ def _place(name: str, file: SourceFile, source: Path, out: Path) -> None:
             # Typically a web page saved in place of the file, or the wrong file placed by hand.
             raise DownloadError(f"{name}: {source.resolve()} is not a zip or tar archive, yet data.{name}.files "
                                 f"says to unpack it: delete it and run again to download it, or fix its `unpack`")
-        unpack_archive(source, out / file.unpack, strip=file.strip)
+        unpack_archive(source, out / file.unpack, **limits)
     else:
         # A folder's archives are unpacked and its other files copied, keeping its sub-folders.
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
             into = out / file.unpack / path.parent.relative_to(source)
             if archive_format(path):
-                unpack_archive(path, into, strip=file.strip)
+                unpack_archive(path, into, **limits)
             else:
                 into.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, into / path.name)
