@@ -76,15 +76,47 @@ def test_download_with_pinned_sha256_then_reuse(server, dirs):
     assert server.paths() == ["/a.bin"]
 
 
-def test_corrupted_hand_placed_file_is_fetched_again(server, dirs, capsys):
+def test_hand_placed_file_with_the_wrong_sha256_is_moved_aside_and_stops_the_run(server, dirs):
+    """The user's copy is kept (renamed, never overwritten), the message says where it went and both hashes,
+    and the run stops at once: no request, so no retries (offline, they would only wait). A rerun downloads."""
     downloads, out = dirs
     server.files["/a.bin"] = PAYLOAD
-    downloads.mkdir()
-    (downloads / "a.bin").write_bytes(b"not the file")
-    [entry] = fetch(dataset({"name": "a.bin", "url": server.url("/a.bin"), "sha256": PAYLOAD_SHA}), downloads, out)
-    assert "sha256 mismatch" in capsys.readouterr().err
-    assert entry["origin"] == server.url("/a.bin")
-    assert (out / "a.bin").read_bytes() == PAYLOAD
+    ds = dataset({"name": "sub/a.bin", "url": server.url("/a.bin"), "sha256": PAYLOAD_SHA})
+    (downloads / "sub").mkdir(parents=True)
+    target, aside = downloads / "sub/a.bin", downloads / "sub/a.bin.sha256-mismatch"
+    for attempt, content in enumerate([b"not the file", b"another wrong file"]):
+        target.write_bytes(content)
+        with pytest.raises(ChecksumError) as err:
+            fetch(ds, downloads, out)
+        moved = aside if attempt == 0 else aside.with_name("a.bin.sha256-mismatch-2")
+        assert moved.read_bytes() == content and not target.exists()
+        message = str(err.value)
+        assert len(message.splitlines()) == 1 and str(moved.resolve()) in message
+        assert PAYLOAD_SHA in message and hashlib.sha256(content).hexdigest() in message
+        assert "data.toy.files" in message and str(target.resolve()) in message
+    assert aside.read_bytes() == b"not the file"          # the first copy was not overwritten by the second
+    assert server.paths() == [] and list(out.iterdir()) == []
+    [entry] = fetch(ds, downloads, out)
+    assert entry["origin"] == server.url("/a.bin") and (out / "sub/a.bin").read_bytes() == PAYLOAD
+
+
+def test_earlier_download_failing_a_new_pin_is_moved_aside_and_downloaded_again(server, dirs, capsys):
+    """A file this module downloaded (DOWNLOADED.json has its hash) whose pin changed since: kept beside the
+    new download, which follows in the same run."""
+    downloads, out = dirs
+    old = b"the file before its authors replaced it"
+    server.files["/a.bin"] = old
+    fetch(dataset({"name": "a.bin", "url": server.url("/a.bin")}), downloads, out)   # unpinned
+    server.files["/a.bin"] = PAYLOAD
+    out2 = out.parent / "out2"
+    out2.mkdir()
+    [entry] = fetch(dataset({"name": "a.bin", "url": server.url("/a.bin"), "sha256": PAYLOAD_SHA}), downloads, out2)
+    err = capsys.readouterr().err
+    aside = (downloads / "a.bin.sha256-mismatch").resolve()
+    assert f"moved it to {aside}" in err and hashlib.sha256(old).hexdigest() in err
+    assert aside.read_bytes() == old
+    assert entry["origin"] == server.url("/a.bin") and (out2 / "a.bin").read_bytes() == PAYLOAD
+    assert server.paths() == ["/a.bin", "/a.bin"]
 
 
 def test_corrupted_body_raises_checksum_error_and_keeps_nothing(server, dirs):

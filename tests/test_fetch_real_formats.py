@@ -112,11 +112,21 @@ def test_a_corrupted_archive_fails_its_checksum_then_is_fetched_again(tmp_path, 
     err = capsys.readouterr().err
     assert "clevr_change.tar.gz" in err and "sha256" in err and str((tmp_path / "downloads").resolve()) in err
     assert not (tmp_path / "raw").exists()
-    # A corrupted copy left in the downloads folder (an interrupted hand copy) is detected and replaced.
+    # A corrupted copy placed by hand (an interrupted hand copy) is moved aside, not deleted, and the run
+    # stops at once, in one line saying where it went: no download, so no retries. The next run downloads.
     server.corrupt.clear()
-    (tmp_path / "downloads" / "clevr_change.tar.gz").write_bytes(archive[: len(archive) // 2])
+    half = archive[: len(archive) // 2]
+    (tmp_path / "downloads" / "clevr_change.tar.gz").write_bytes(half)
+    asked = len(server.seen)
+    assert _cli("fetch", params, "--dataset", "clevr_change", "--out", str(tmp_path / "raw"),
+                "--downloads", str(tmp_path / "downloads")) == 1
+    err = capsys.readouterr().err
+    line = err[err.index("error: "):]
+    aside = (tmp_path / "downloads" / "clevr_change.tar.gz.sha256-mismatch").resolve()
+    assert line.count("\n") == 1 and f"moved it to {aside}" in line
+    assert hashlib.sha256(archive).hexdigest() in line and hashlib.sha256(half).hexdigest() in line
+    assert aside.read_bytes() == half and len(server.seen) == asked and not (tmp_path / "raw").exists()
     summary = _fetch_and_prepare(tmp_path, params, "clevr_change")
-    assert "sha256 mismatch" in capsys.readouterr().err
     assert summary["splits"]["train"]["pairs"] == 6
 
 

@@ -2,8 +2,12 @@
 
 Each file is kept in the dataset's downloads folder, so a rerun, or a later fetch of the same
 dataset, reuses it; a file the user put there by hand is used the same way. A pinned sha256 is
-checked on every use. Each origin is tried `download.retries` times with exponential backoff,
-then each mirror; when all fail, the error says what to fetch by hand and where to put it.
+checked on every use. A kept file that fails it is never deleted: it is moved aside, to
+`<name>.sha256-mismatch` beside it; one this module downloaded is then downloaded again (its pin
+changed since), while one placed by hand stops the run at once, saying where it went (the network is
+not tried: the user meant that copy to be used, and is likely offline). Each origin is tried
+`download.retries` times with exponential backoff, then each mirror; when all fail, the error says
+what to fetch by hand and where to put it.
 
 Partial downloads survive an interrupted run: HTTP files grow in `<name>.part` and continue with a
 Range request, gdown keeps its own `<name><8 random characters>.part` next to the file, and folders
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 import textwrap
@@ -77,7 +82,7 @@ def fetch_file(name: str, file: SourceFile, downloads: Path, *, settings: Downlo
     where) instead of one that repeats each source's error (each is printed as it happens either way)."""
     downloads.mkdir(parents=True, exist_ok=True)
     target = downloads / file.name
-    found = _reusable(name, file, target, _manifest(downloads))
+    found = _reusable(name, file, target, _manifest(downloads), pin_at)
     if found:
         origin, digest = found
     else:
@@ -91,8 +96,10 @@ def fetch_file(name: str, file: SourceFile, downloads: Path, *, settings: Downlo
 
 # --- what is already there ---------------------------------------------------------------------
 
-def _reusable(name: str, file: SourceFile, target: Path, manifest: dict) -> tuple[str, str | None] | None:
-    """(origin, sha256) of a usable copy already at `target`; None when it must be downloaded."""
+def _reusable(name: str, file: SourceFile, target: Path, manifest: dict,
+              pin_at: str) -> tuple[str, str | None] | None:
+    """(origin, sha256) of a usable copy already at `target`; None when it must be downloaded. A copy that
+    fails its pinned sha256 is moved aside: one placed by hand then stops the run (ChecksumError)."""
     if not target.exists():
         return None
     if target.is_dir() != file.is_folder:
@@ -103,12 +110,29 @@ def _reusable(name: str, file: SourceFile, target: Path, manifest: dict) -> tupl
             return None
         return ("earlier download" if file.name in manifest else "placed by hand"), None
     digest = sha256_of(target)
-    if file.sha256 and digest != file.sha256:
-        _say(f"{name}: {target} sha256 mismatch (expected {file.sha256}, got {digest}): fetching it again")
-        target.unlink()
-        return None
     earlier = manifest.get(file.name, {}).get("sha256") == digest
+    if file.sha256 and digest != file.sha256:
+        aside = _move_aside(target)
+        mismatch = (f"{name}: {target.resolve()} does not match the sha256 pinned in {pin_at} (expected "
+                    f"{file.sha256}, got {digest}): moved it to {aside}")
+        if not earlier:
+            raise ChecksumError(f"{mismatch}; put the right file at {target.resolve()}, or run again to "
+                                f"download it")
+        _say(f"{mismatch} (downloaded by an earlier run, before the pin changed?); downloading it again")
+        return None
     return ("earlier download" if earlier else "placed by hand"), digest
+
+
+def _move_aside(path: Path) -> Path:
+    """Renames `path` to a free `<name>.sha256-mismatch` (then `-2`, `-3`, ...) beside it; → the new path.
+    A rename, not a copy: instant, and no second copy of a large archive."""
+    aside = path.with_name(path.name + ".sha256-mismatch")
+    n = 1
+    while os.path.lexists(aside):
+        n += 1
+        aside = path.with_name(f"{path.name}.sha256-mismatch-{n}")
+    path.rename(aside)
+    return aside.resolve()
 
 
 def _manifest(downloads: Path) -> dict:
