@@ -77,9 +77,9 @@ def tar_bytes(members: dict[str, bytes], compression: str = "gz") -> bytes:
     return buf.getvalue()
 
 
-def zip_bytes(members: dict[str, bytes]) -> bytes:
+def zip_bytes(members: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
+    with zipfile.ZipFile(buf, "w", compression=compression) as zf:
         for name, data in members.items():
             zf.writestr(name, data)
     return buf.getvalue()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import random
 import socket
 import tarfile
 import zipfile
@@ -21,7 +22,8 @@ import requests
 from loopback import Server, tar_bytes, zip_bytes
 
 from clip4idc.data.download import ChecksumError, DownloadError, fetch_dataset, fetch_file, sha256_of
-from clip4idc.data.extract import UnsafeArchiveError, unpack_archive
+from clip4idc.data.extract import RATIO_PARAM, SIZE_PARAM, UnsafeArchiveError, unpack_archive
+from clip4idc.errors import ArchiveLimitError
 from clip4idc.params import DatasetParams, DownloadParams, SourceFile
 
 PAYLOAD = bytes(range(256)) * 400          # 100 KiB, several chunks of a resumed transfer
@@ -43,7 +45,8 @@ def closed_port_url(path: str = "/file.bin") -> str:
 
 
 def settings(base: str = "http://127.0.0.1:9", retries: int = 3) -> DownloadParams:
-    return DownloadParams(retries=retries, backoff=0.01, timeout=5.0, archive_org_base=base)
+    return DownloadParams(retries=retries, backoff=0.01, timeout=5.0, archive_org_base=base,
+                          max_unpacked_gb=100.0, max_unpack_ratio=100.0)
 
 
 def dataset(*files: dict) -> DatasetParams:
@@ -73,15 +76,47 @@ def test_download_with_pinned_sha256_then_reuse(server, dirs):
     assert server.paths() == ["/a.bin"]
 
 
-def test_corrupted_hand_placed_file_is_fetched_again(server, dirs, capsys):
+def test_hand_placed_file_with_the_wrong_sha256_is_moved_aside_and_stops_the_run(server, dirs):
+    """The user's copy is kept (renamed, never overwritten), the message says where it went and both hashes,
+    and the run stops at once: no request, so no retries (offline, they would only wait). A rerun downloads."""
     downloads, out = dirs
     server.files["/a.bin"] = PAYLOAD
-    downloads.mkdir()
-    (downloads / "a.bin").write_bytes(b"not the file")
-    [entry] = fetch(dataset({"name": "a.bin", "url": server.url("/a.bin"), "sha256": PAYLOAD_SHA}), downloads, out)
-    assert "sha256 mismatch" in capsys.readouterr().err
-    assert entry["origin"] == server.url("/a.bin")
-    assert (out / "a.bin").read_bytes() == PAYLOAD
+    ds = dataset({"name": "sub/a.bin", "url": server.url("/a.bin"), "sha256": PAYLOAD_SHA})
+    (downloads / "sub").mkdir(parents=True)
+    target, aside = downloads / "sub/a.bin", downloads / "sub/a.bin.sha256-mismatch"
+    for attempt, content in enumerate([b"not the file", b"another wrong file"]):
+        target.write_bytes(content)
+        with pytest.raises(ChecksumError) as err:
+            fetch(ds, downloads, out)
+        moved = aside if attempt == 0 else aside.with_name("a.bin.sha256-mismatch-2")
+        assert moved.read_bytes() == content and not target.exists()
+        message = str(err.value)
+        assert len(message.splitlines()) == 1 and str(moved.resolve()) in message
+        assert PAYLOAD_SHA in message and hashlib.sha256(content).hexdigest() in message
+        assert "data.toy.files" in message and str(target.resolve()) in message
+    assert aside.read_bytes() == b"not the file"          # the first copy was not overwritten by the second
+    assert server.paths() == [] and list(out.iterdir()) == []
+    [entry] = fetch(ds, downloads, out)
+    assert entry["origin"] == server.url("/a.bin") and (out / "sub/a.bin").read_bytes() == PAYLOAD
+
+
+def test_earlier_download_failing_a_new_pin_is_moved_aside_and_downloaded_again(server, dirs, capsys):
+    """A file this module downloaded (DOWNLOADED.json has its hash) whose pin changed since: kept beside the
+    new download, which follows in the same run."""
+    downloads, out = dirs
+    old = b"the file before its authors replaced it"
+    server.files["/a.bin"] = old
+    fetch(dataset({"name": "a.bin", "url": server.url("/a.bin")}), downloads, out)   # unpinned
+    server.files["/a.bin"] = PAYLOAD
+    out2 = out.parent / "out2"
+    out2.mkdir()
+    [entry] = fetch(dataset({"name": "a.bin", "url": server.url("/a.bin"), "sha256": PAYLOAD_SHA}), downloads, out2)
+    err = capsys.readouterr().err
+    aside = (downloads / "a.bin.sha256-mismatch").resolve()
+    assert f"moved it to {aside}" in err and hashlib.sha256(old).hexdigest() in err
+    assert aside.read_bytes() == old
+    assert entry["origin"] == server.url("/a.bin") and (out2 / "a.bin").read_bytes() == PAYLOAD
+    assert server.paths() == ["/a.bin", "/a.bin"]
 
 
 def test_corrupted_body_raises_checksum_error_and_keeps_nothing(server, dirs):
@@ -434,6 +469,85 @@ def test_safe_archives_unpack_with_strip_and_links_inside(tmp_path):
     written = unpack_archive(archive, tmp_path / "dest", strip=1)
     assert sorted(written) == ["a/1.txt", "b/up", "link"]
     assert (tmp_path / "dest/link").read_bytes() == b"pwned" and (tmp_path / "dest/b/up/1.txt").exists()
+
+
+# --- unpacking limits (params download.max_unpacked_gb, download.max_unpack_ratio) ------------------
+
+def archive_file(path: Path, kind: str, members: dict[str, bytes]) -> Path:
+    path.write_bytes(zip_bytes(members, zipfile.ZIP_DEFLATED) if kind == "zip" else tar_bytes(members))
+    return path
+
+
+NOISE = random.Random(0).randbytes(3000)    # incompressible
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_an_archive_declaring_more_than_max_unpacked_gb_is_refused_before_writing(tmp_path, kind):
+    archive = archive_file(tmp_path / f"a.{kind}", kind, {"x/1.bin": NOISE, "x/2.bin": NOISE})
+    dest = tmp_path / "dest"
+    with pytest.raises(ArchiveLimitError) as err:
+        unpack_archive(archive, dest, max_gb=5e-6, max_ratio=100.0)     # 5,000 bytes; it holds 6,000
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and str(archive) in message
+    assert f"{SIZE_PARAM}: 5e-06" in message and "6 kB" in message and "nothing was unpacked" in message
+    assert isinstance(err.value, UnsafeArchiveError)       # an input error: the CLI prints it in one line
+    assert not dest.exists()
+    assert sorted(unpack_archive(archive, dest, max_gb=7e-6, max_ratio=100.0)) == ["x/1.bin", "x/2.bin"]
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_a_highly_compressible_member_over_max_unpack_ratio_is_refused_before_writing(tmp_path, kind):
+    # 1 MB of zeros compresses to about 1 kB: a zip bomb in miniature, well under any size limit.
+    archive = archive_file(tmp_path / f"a.{kind}", kind, {"ok.bin": NOISE, "zeros.bin": bytes(10**6)})
+    ratio = (10**6 + len(NOISE)) / archive.stat().st_size
+    assert 20 < ratio < 1000
+    dest = tmp_path / "dest"
+    with pytest.raises(ArchiveLimitError) as err:
+        unpack_archive(archive, dest, max_gb=100.0, max_ratio=20.0)
+    message = str(err.value)
+    assert str(archive) in message and f"{RATIO_PARAM}: 20" in message and f"{ratio:.0f} times" in message
+    assert not dest.exists()
+    unpack_archive(archive, dest, max_gb=100.0, max_ratio=1000.0)
+    assert (dest / "zeros.bin").stat().st_size == 10**6
+
+
+def test_bytes_written_beyond_what_headers_declare_are_counted_and_undone(tmp_path):
+    """Hard links declare no size, yet each unpacks to its target's (a copy where the filesystem cannot link,
+    and in any later copy of the folder): the count of what is written stops the archive, and removes what
+    it wrote, while what was in the folder before stays."""
+    members = [tarinfo("data/big.bin")] + [tarinfo(f"data/link{i}") for i in range(5)]
+    for info in members[1:]:
+        info.type, info.linkname = tarfile.LNKTYPE, "data/big.bin"
+    archive = tmp_path / "links.tar"
+    with tarfile.open(archive, "w") as tar:
+        members[0].size = len(NOISE)
+        tar.addfile(members[0], io.BytesIO(NOISE))
+        for info in members[1:]:
+            tar.addfile(info)
+    dest = tmp_path / "dest"
+    (dest / "data").mkdir(parents=True)
+    (dest / "data/before.txt").write_text("an earlier archive's file")
+    (dest / "before").mkdir()
+    with pytest.raises(ArchiveLimitError) as err:
+        unpack_archive(archive, dest, max_gb=1e-5, max_ratio=100.0)    # 10,000 bytes: 3,000 declared, 18,000 in all
+    message = str(err.value)
+    assert "stopped unpacking" in message and "its members declare 3 kB" in message and SIZE_PARAM in message
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == ["before", "data", "data/before.txt"]
+    assert len(unpack_archive(archive, dest, max_gb=2e-5, max_ratio=100.0)) == 6
+
+
+def test_an_archive_failing_midway_leaves_nothing_half_unpacked(tmp_path):
+    """Any error while writing (here a member failing its CRC), not only a limit, removes what was written:
+    the folder is as it was, not a partial dataset that reads as complete."""
+    body = zip_bytes({"a/first.txt": b"fine", "a/second.txt": b"twotwotwo" * 100})
+    at = body.index(b"twotwotwo") + 5
+    archive = tmp_path / "broken.zip"
+    archive.write_bytes(body[:at] + b"X" + body[at + 1:])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(zipfile.BadZipFile, match="CRC"):
+        unpack_archive(archive, dest)
+    assert list(dest.iterdir()) == []
 
 
 def test_not_an_archive(tmp_path):

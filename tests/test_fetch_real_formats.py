@@ -65,7 +65,7 @@ CLEVR_TYPES = {"color": ["000000.png", "000004.png"], "add": ["000001.png"], "dr
                "move": ["000003.png"], "material": []}
 
 
-def _clevr_archive() -> bytes:
+def _clevr_archive(extra: dict[str, bytes] | None = None) -> bytes:
     scenes = [n for split in CLEVR_SPLITS.values() for n in split]
     members = {"data/splits.json": json.dumps(CLEVR_SPLITS).encode(),
                "data/type_mapping.json": json.dumps(CLEVR_TYPES).encode(),
@@ -78,7 +78,7 @@ def _clevr_archive() -> bytes:
         members[f"data/images/CLEVR_default_{n:06d}.png"] = _png(3 * n)
         members[f"data/sc_images/CLEVR_semantic_{n:06d}.png"] = _png(3 * n + 1)
         members[f"data/nsc_images/CLEVR_nonsemantic_{n:06d}.png"] = _png(3 * n + 2)
-    return tar_bytes(members)
+    return tar_bytes(members | (extra or {}))
 
 
 def test_clevr_change_download_prepare(tmp_path, server):
@@ -114,12 +114,49 @@ def test_a_corrupted_archive_fails_its_checksum_then_is_fetched_again(tmp_path, 
     err = capsys.readouterr().err
     assert "clevr_change.tar.gz" in err and "sha256" in err and str((tmp_path / "downloads").resolve()) in err
     assert not (tmp_path / "raw").exists()
-    # A corrupted copy left in the downloads folder (an interrupted hand copy) is detected and replaced.
+    # A corrupted copy placed by hand (an interrupted hand copy) is moved aside, not deleted, and the run
+    # stops at once, in one line saying where it went: no download, so no retries. The next run downloads.
     server.corrupt.clear()
-    (tmp_path / "downloads" / "clevr_change.tar.gz").write_bytes(archive[: len(archive) // 2])
+    half = archive[: len(archive) // 2]
+    (tmp_path / "downloads" / "clevr_change.tar.gz").write_bytes(half)
+    asked = len(server.seen)
+    assert _cli("fetch", params, "--dataset", "clevr_change", "--out", str(tmp_path / "raw"),
+                "--downloads", str(tmp_path / "downloads")) == 1
+    err = capsys.readouterr().err
+    line = err[err.index("error: "):]
+    aside = (tmp_path / "downloads" / "clevr_change.tar.gz.sha256-mismatch").resolve()
+    assert line.count("\n") == 1 and f"moved it to {aside}" in line
+    assert hashlib.sha256(archive).hexdigest() in line and hashlib.sha256(half).hexdigest() in line
+    assert aside.read_bytes() == half and len(server.seen) == asked and not (tmp_path / "raw").exists()
     summary = _fetch_and_prepare(tmp_path, params, "clevr_change")
-    assert "sha256 mismatch" in capsys.readouterr().err
     assert summary["splits"]["train"]["pairs"] == 6
+
+
+def test_a_zip_bomb_is_refused_in_one_line_and_kept_for_a_rerun_with_a_higher_limit(tmp_path, server, capsys):
+    """The CLEVR-Change miniature plus 30 MB of zeros (which compress about 1000:1): params.yaml's
+    download.max_unpack_ratio refuses it before anything is unpacked; the archive stays in the downloads
+    folder, so a rerun with the limit raised unpacks it without downloading it again."""
+    archive = _clevr_archive({"data/padding.bin": bytes(30 * 10**6)})
+    assert 100 < 30e6 / len(archive) < 1000
+    server.files["/clevr_change.tar.gz"] = archive
+    params = _params(tmp_path, "clevr_change", [{
+        "name": "clevr_change.tar.gz", "url": server.url("/clevr_change.tar.gz"),
+        "sha256": hashlib.sha256(archive).hexdigest(), "unpack": "."}], server)
+    assert RAW_PARAMS["download"]["max_unpack_ratio"] == 100    # the default is what refuses it
+    assert _cli("fetch", params, "--dataset", "clevr_change", "--out", str(tmp_path / "raw"),
+                "--downloads", str(tmp_path / "downloads")) == 1
+    err = capsys.readouterr().err
+    line = err[err.index("error: "):]
+    assert line.count("\n") == 1 and str(tmp_path / "downloads" / "clevr_change.tar.gz") in line
+    assert "download.max_unpack_ratio: 100" in line and "nothing was unpacked" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["downloads", "params.yaml"]   # no raw/, no temporary
+    assert (tmp_path / "downloads" / "clevr_change.tar.gz").read_bytes() == archive
+    raw = yaml.safe_load(params.read_text())
+    raw["download"]["max_unpack_ratio"] = 1000
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    summary = _fetch_and_prepare(tmp_path, params, "clevr_change")
+    assert summary["splits"]["train"]["pairs"] == 6 and server.paths() == ["/clevr_change.tar.gz"]
+    assert (tmp_path / "raw" / "data" / "padding.bin").stat().st_size == 30 * 10**6
 
 
 def test_a_dataset_placed_by_hand_is_verified_and_used_offline(tmp_path, server, capsys):

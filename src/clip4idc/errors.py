@@ -14,6 +14,11 @@ class UnsafeArchiveError(ValueError):
     """An archive has members that would be written outside the target folder (or are not plain data)."""
 
 
+class ArchiveLimitError(UnsafeArchiveError):
+    """An archive unpacks to more than params `download` allows (in all, or as a multiple of its own size):
+    a zip bomb, or a limit set too low; the message names the param to raise."""
+
+
 class ImageDecodeError(ValueError):
     """One or more images of the dataset could not be read."""
 

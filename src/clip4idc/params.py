@@ -126,6 +126,9 @@ class DownloadParams(Section):
     backoff: float = Field(ge=0)                # seconds before the 2nd attempt, doubled after each
     timeout: float = Field(gt=0)                # seconds without data before an attempt fails
     archive_org_base: str                       # https://archive.org (tests point it at a local server)
+    # What one archive may unpack to (data/extract.py): GB (10^9 bytes) in all, and a multiple of its own size.
+    max_unpacked_gb: float = Field(gt=0)
+    max_unpack_ratio: float = Field(gt=0)
 
 
 class PrepareParams(Section):

@@ -2,8 +2,12 @@
 
 Each file is kept in the dataset's downloads folder, so a rerun, or a later fetch of the same
 dataset, reuses it; a file the user put there by hand is used the same way. A pinned sha256 is
-checked on every use. Each origin is tried `download.retries` times with exponential backoff,
-then each mirror; when all fail, the error says what to fetch by hand and where to put it.
+checked on every use. A kept file that fails it is never deleted: it is moved aside, to
+`<name>.sha256-mismatch` beside it; one this module downloaded is then downloaded again (its pin
+changed since), while one placed by hand stops the run at once, saying where it went (the network is
+not tried: the user meant that copy to be used, and is likely offline). Each origin is tried
+`download.retries` times with exponential backoff, then each mirror; when all fail, the error says
+what to fetch by hand and where to put it.
 
 Partial downloads survive an interrupted run: HTTP files grow in `<name>.part` and continue with a
 Range request, gdown keeps its own `<name><8 random characters>.part` next to the file, and folders
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 import textwrap
@@ -65,7 +70,7 @@ def fetch_dataset(name: str, dataset: DatasetParams, downloads: Path, out: Path,
     for file in dataset.files:
         sources.append(fetch_file(name, file, downloads, settings=settings, progress=progress,
                                   pin_at=f"data.{name}.files"))
-        _place(name, file, downloads / file.name, out)
+        _place(name, file, downloads / file.name, out, settings)
     return sources
 
 
@@ -77,7 +82,7 @@ def fetch_file(name: str, file: SourceFile, downloads: Path, *, settings: Downlo
     where) instead of one that repeats each source's error (each is printed as it happens either way)."""
     downloads.mkdir(parents=True, exist_ok=True)
     target = downloads / file.name
-    found = _reusable(name, file, target, _manifest(downloads))
+    found = _reusable(name, file, target, _manifest(downloads), pin_at)
     if found:
         origin, digest = found
     else:
@@ -91,8 +96,10 @@ def fetch_file(name: str, file: SourceFile, downloads: Path, *, settings: Downlo
 
 # --- what is already there ---------------------------------------------------------------------
 
-def _reusable(name: str, file: SourceFile, target: Path, manifest: dict) -> tuple[str, str | None] | None:
-    """(origin, sha256) of a usable copy already at `target`; None when it must be downloaded."""
+def _reusable(name: str, file: SourceFile, target: Path, manifest: dict,
+              pin_at: str) -> tuple[str, str | None] | None:
+    """(origin, sha256) of a usable copy already at `target`; None when it must be downloaded. A copy that
+    fails its pinned sha256 is moved aside: one placed by hand then stops the run (ChecksumError)."""
     if not target.exists():
         return None
     if target.is_dir() != file.is_folder:
@@ -103,12 +110,29 @@ def _reusable(name: str, file: SourceFile, target: Path, manifest: dict) -> tupl
             return None
         return ("earlier download" if file.name in manifest else "placed by hand"), None
     digest = sha256_of(target)
-    if file.sha256 and digest != file.sha256:
-        _say(f"{name}: {target} sha256 mismatch (expected {file.sha256}, got {digest}): fetching it again")
-        target.unlink()
-        return None
     earlier = manifest.get(file.name, {}).get("sha256") == digest
+    if file.sha256 and digest != file.sha256:
+        aside = _move_aside(target)
+        mismatch = (f"{name}: {target.resolve()} does not match the sha256 pinned in {pin_at} (expected "
+                    f"{file.sha256}, got {digest}): moved it to {aside}")
+        if not earlier:
+            raise ChecksumError(f"{mismatch}; put the right file at {target.resolve()}, or run again to "
+                                f"download it")
+        _say(f"{mismatch} (downloaded by an earlier run, before the pin changed?); downloading it again")
+        return None
     return ("earlier download" if earlier else "placed by hand"), digest
+
+
+def _move_aside(path: Path) -> Path:
+    """Renames `path` to a free `<name>.sha256-mismatch` (then `-2`, `-3`, ...) beside it; → the new path.
+    A rename, not a copy: instant, and no second copy of a large archive."""
+    aside = path.with_name(path.name + ".sha256-mismatch")
+    n = 1
+    while os.path.lexists(aside):
+        n += 1
+        aside = path.with_name(f"{path.name}.sha256-mismatch-{n}")
+    path.rename(aside)
+    return aside.resolve()
 
 
 def _manifest(downloads: Path) -> dict:
@@ -326,7 +350,8 @@ def _unavailable(name: str, file: SourceFile, target: Path, failures: list[tuple
 
 # --- placing into the dataset root -------------------------------------------------------------
 
-def _place(name: str, file: SourceFile, source: Path, out: Path) -> None:
+def _place(name: str, file: SourceFile, source: Path, out: Path, settings: DownloadParams) -> None:
+    limits = dict(strip=file.strip, max_gb=settings.max_unpacked_gb, max_ratio=settings.max_unpack_ratio)
     if file.unpack is None:
         dest = out / file.name
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -336,13 +361,13 @@ def _place(name: str, file: SourceFile, source: Path, out: Path) -> None:
             # Typically a web page saved in place of the file, or the wrong file placed by hand.
             raise DownloadError(f"{name}: {source.resolve()} is not a zip or tar archive, yet data.{name}.files "
                                 f"says to unpack it: delete it and run again to download it, or fix its `unpack`")
-        unpack_archive(source, out / file.unpack, strip=file.strip)
+        unpack_archive(source, out / file.unpack, **limits)
     else:
         # A folder's archives are unpacked and its other files copied, keeping its sub-folders.
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
             into = out / file.unpack / path.parent.relative_to(source)
             if archive_format(path):
-                unpack_archive(path, into, strip=file.strip)
+                unpack_archive(path, into, **limits)
             else:
                 into.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, into / path.name)

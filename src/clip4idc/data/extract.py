@@ -5,6 +5,12 @@ behind. Refused: absolute names, `..` components, devices and fifos, links whose
 outside the folder, and members written through a link of the same archive (the classic
 "symlink to /etc, then etc/passwd" trick). Tar members also pass `tarfile.data_filter`, which
 resolves names against what is already on disk (an earlier archive unpacked into the same folder).
+
+Limits (params `download.max_unpacked_gb`, `download.max_unpack_ratio`) bound what one archive may
+unpack to, in all and as a multiple of the archive's own size: the sizes its members declare are
+checked before anything is written, and the bytes actually written are counted while unpacking (a
+hard link declares no size, yet unpacks to its target's). An archive stopped midway, by a limit or
+any other error, has what it wrote removed, so nothing half-unpacked can pass for a finished one.
 """
 from __future__ import annotations
 
@@ -14,12 +20,17 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import UnsafeArchiveError
+from ..errors import ArchiveLimitError, UnsafeArchiveError
 
 _SHOWN = 5          # offending members named in an UnsafeArchiveError
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")   # a zip's first local header, or an empty zip
+_CHUNK = 1 << 20
+# Where the limits are set, named in a refusal so that it says what to raise.
+SIZE_PARAM, RATIO_PARAM = "download.max_unpacked_gb", "download.max_unpack_ratio"
 
 
 def archive_format(path: Path) -> str | None:
@@ -32,20 +43,23 @@ def archive_format(path: Path) -> str | None:
     return "tar" if tarfile.is_tarfile(path) else None
 
 
-def unpack_archive(archive: Path, dest: Path, *, strip: int = 0) -> list[str]:
+def unpack_archive(archive: Path, dest: Path, *, strip: int = 0, max_gb: float | None = None,
+                   max_ratio: float | None = None) -> list[str]:
     """Unpack `archive` into `dest` (created if missing), dropping `strip` leading components of
     each member name, like `tar --strip-components`. Returns the relative paths written (files
-    and links; folders are implied by them)."""
+    and links; folders are implied by them). At most `max_gb` GB (10^9 bytes) and `max_ratio` times
+    the archive's size are unpacked (None: no limit; `fetch` passes params `download`'s)."""
     archive, dest = Path(archive), Path(dest)
     kind = archive_format(archive)
     if kind is None:
         raise ValueError(f"{archive} is not a recognised archive: expected a zip or a tar "
                          f"(plain, .gz, .bz2 or .xz) file")
+    budget = _Budget(archive, dest, max_gb, max_ratio)
     if kind == "zip":
         with zipfile.ZipFile(archive) as zf:
-            return _unpack_zip(zf, archive, dest, strip)
+            return _unpack_zip(zf, archive, dest, strip, budget)
     with tarfile.open(archive, mode="r:*") as tar:
-        return _unpack_tar(tar, archive, dest, strip)
+        return _unpack_tar(tar, archive, dest, strip, budget)
 
 
 def _refuse_if_any(problems: list[str], archive: Path, dest: Path) -> None:
@@ -53,6 +67,82 @@ def _refuse_if_any(problems: list[str], archive: Path, dest: Path) -> None:
         shown = "; ".join(problems[:_SHOWN]) + ("; ..." if len(problems) > _SHOWN else "")
         raise UnsafeArchiveError(f"{archive}: refusing to unpack into {dest}: {len(problems)} unsafe "
                                  f"member(s): {shown}")
+
+
+class _Budget:
+    """What one archive may unpack to: `max_gb` GB in all and `max_ratio` times its own size. Checked
+    against the sizes its members declare (`declared`), then against the bytes written (`wrote`)."""
+
+    def __init__(self, archive: Path, dest: Path, max_gb: float | None, max_ratio: float | None):
+        self.archive, self.dest, self.max_gb, self.max_ratio = archive, dest, max_gb, max_ratio
+        self.size = archive.stat().st_size
+        self.declared = self.written = 0
+
+    def declare(self, total: int) -> None:
+        self.declared = total
+        if (over := self._over(total)):
+            raise ArchiveLimitError(f"{self.archive}: refusing to unpack into {self.dest}: its members declare "
+                                    f"{_amount(total)}, {over}; nothing was unpacked")
+
+    def wrote(self, n: int) -> None:
+        self.written += n
+        if (over := self._over(self.written)):
+            raise ArchiveLimitError(f"{self.archive}: stopped unpacking into {self.dest}: it unpacks to more "
+                                    f"than {_amount(self.written)} (its members declare {_amount(self.declared)}), "
+                                    f"{over}; what it had unpacked was removed")
+
+    def _over(self, total: int) -> str | None:
+        if self.max_gb is not None and total > self.max_gb * 1e9:
+            return f"over the limit {SIZE_PARAM}: {self.max_gb:g} (GB, in params.yaml)"
+        if self.max_ratio is not None and total > self.max_ratio * self.size:
+            return (f"{total / max(self.size, 1):.0f} times the archive's {_amount(self.size)}, over the limit "
+                    f"{RATIO_PARAM}: {self.max_ratio:g} (in params.yaml; a zip bomb?)")
+        return None
+
+
+def _amount(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
+
+
+@contextmanager
+def _undone_on_failure(dest: Path, names: Iterable[str]) -> Iterator[None]:
+    """Runs the unpacking of the members `names` (relative to `dest`); if it fails, removes every path it
+    was about to create at its top (`dest`, or a missing parent of it, when missing). What was there
+    before stays (though a member may have overwritten a file of the same name)."""
+    roots = _new_roots(dest, names)
+    try:
+        yield
+    except BaseException:
+        for path in roots:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.lexists(path):
+                path.unlink()
+        raise
+
+
+def _new_roots(dest: Path, names: Iterable[str]) -> list[Path]:
+    """The highest paths that unpacking `names` into `dest` creates: removing them undoes it."""
+    if not os.path.lexists(dest):
+        top = dest
+        while not os.path.lexists(top.parent):
+            top = top.parent
+        return [top]
+    exists: dict[str, bool] = {}   # per name prefix: most members share their folders
+    roots = set()
+    for name in names:
+        parts = name.split("/")
+        for i in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:i])
+            if prefix not in exists:
+                exists[prefix] = os.path.lexists(os.path.join(dest, prefix))
+            if not exists[prefix]:
+                roots.add(prefix)
+                break
+    return [dest / r for r in sorted(roots)]
 
 
 def _stripped(parts: list[str], strip: int) -> list[str]:
@@ -76,7 +166,7 @@ def _outside_on_disk(dest: Path, name: str) -> bool:
 
 # --- tar ---------------------------------------------------------------------------------------
 
-def _unpack_tar(tar: tarfile.TarFile, archive: Path, dest: Path, strip: int) -> list[str]:
+def _unpack_tar(tar: tarfile.TarFile, archive: Path, dest: Path, strip: int, budget: _Budget) -> list[str]:
     # Reading every header first means a compressed tar is decompressed twice; the price of
     # refusing a bad archive before anything is written.
     members = tar.getmembers()
@@ -93,9 +183,21 @@ def _unpack_tar(tar: tarfile.TarFile, archive: Path, dest: Path, strip: int) -> 
         else:
             keep.append(renamed)
     _refuse_if_any(problems, archive, dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    tar.extractall(dest, members=keep, filter="data")
+    budget.declare(sum(m.size for m in keep if m.isreg()))
+    with _undone_on_failure(dest, [m.name for m in keep]):
+        dest.mkdir(parents=True, exist_ok=True)
+        tar.extractall(dest, members=_counted(keep, dest, budget), filter="data")
     return [m.name for m in keep if not m.isdir()]
+
+
+def _counted(members: list[tarfile.TarInfo], dest: Path, budget: _Budget) -> Iterator[tarfile.TarInfo]:
+    """`members`, each counted against `budget` by the size of the file it left on disk (extractall asks
+    for the next member once it has written the previous one). Hard links count at their target's size:
+    what they occupy where a copy is made, and what any later copy of the folder writes."""
+    for member in members:
+        yield member
+        if member.isreg() or member.islnk():
+            budget.wrote(os.lstat(os.path.join(dest, member.name)).st_size)
 
 
 def _tar_problem(member: tarfile.TarInfo, parts: list[str], links: set[str], dest: Path,
@@ -149,7 +251,7 @@ def _follow(folder: list[str], target: str, links: set[str]) -> str | None:
 
 # --- zip ---------------------------------------------------------------------------------------
 
-def _unpack_zip(zf: zipfile.ZipFile, archive: Path, dest: Path, strip: int) -> list[str]:
+def _unpack_zip(zf: zipfile.ZipFile, archive: Path, dest: Path, strip: int, budget: _Budget) -> list[str]:
     plan, problems = [], []
     for info in zf.infolist():
         raw = info.filename
@@ -166,15 +268,19 @@ def _unpack_zip(zf: zipfile.ZipFile, archive: Path, dest: Path, strip: int) -> l
         elif parts:
             plan.append((info, "/".join(parts)))
     _refuse_if_any(problems, archive, dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    budget.declare(sum(info.file_size for info, _ in plan if not info.is_dir()))
     written = []
-    for info, name in plan:
-        path = dest / name
-        if info.is_dir():
-            path.mkdir(parents=True, exist_ok=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with zf.open(info) as src, open(path, "wb") as out:
-            shutil.copyfileobj(src, out)
-        written.append(name)
+    with _undone_on_failure(dest, [name for _, name in plan]):
+        dest.mkdir(parents=True, exist_ok=True)
+        for info, name in plan:
+            path = dest / name
+            if info.is_dir():
+                path.mkdir(parents=True, exist_ok=True)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(path, "wb") as out:
+                while chunk := src.read(_CHUNK):
+                    budget.wrote(len(chunk))   # counted before it is written: a refused chunk never lands
+                    out.write(chunk)
+            written.append(name)
     return written

@@ -18,7 +18,8 @@ from pathlib import Path
 from . import add_dataset
 
 HELP = "a dataset as distributed: downloaded from its official sources, or written by the embedded generator"
-# `download` (retries, timeouts, mirrors' base) is how files arrive, not what they are: not tracked.
+# `download` (retries, timeouts, mirrors' base, unpacking limits) is how files arrive, not what they are:
+# not tracked (a limit lets an archive through or refuses it; it never changes what is unpacked).
 PARAMS = ("data.{dataset}.source", "data.{dataset}.format", "data.{dataset}.root", "data.{dataset}.files",
           "synthesize")
 SOURCES_FILE = "SOURCES.json"  # what was fetched from where, with hashes (download source only)
