@@ -1,14 +1,20 @@
 """Atomic file output: every file a stage writes appears whole or not at all.
 
 A stage writes into a temporary sibling and renames it into place, so an interrupted
-job never leaves a file that looks finished (ARCHITECTURE.md, property 5).
+job never leaves a file that looks finished (ARCHITECTURE.md, property 5). A job killed outright
+(SIGKILL, a cluster's time limit) cannot remove its temporary sibling, which may hold gigabytes (a
+checkpoint, the image cache): its name carries the writer's process id and host, and the next write
+of the same path removes those whose writer is gone.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,16 +22,76 @@ from typing import Any, Iterator
 from .errors import OutputError
 
 
+# What follows `.<name>.` in the name of a temporary sibling: `<pid>@<host>.<mkstemp's random letters>.tmp`.
+# Digits first, then `@`: never the rest of another target's name that begins with this one's (`model.pt.resume`
+# beside `model.pt`).
+_TEMP_REST = re.compile(r"(\d+)@([^/]+)\.[a-z0-9_]+\.tmp")
+_noted: set[Path] = set()
+
+
+def process_running(pid: int) -> bool:
+    """Whether a process `pid` runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:  # Linux: one that has exited but is not yet reaped (a zombie) answers too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove what interrupted writes of `path` left beside it (temporary files or folders of `atomic_path`) whose
+    writer is no longer running; → those removed. Only this host's can be checked: one written on another host
+    (a shared file system) may belong to a write under way there, so it is left, and said once."""
+    path = Path(path)
+    prefix, host = f".{path.name}.", socket.gethostname()
+    try:
+        entries = [e for e in path.parent.iterdir() if e.name.startswith(prefix)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    for entry in entries:
+        if (m := _TEMP_REST.fullmatch(entry.name[len(prefix):])) is None:
+            continue
+        pid, writer_host = int(m[1]), m[2]
+        if writer_host != host:
+            if entry not in _noted:
+                _noted.add(entry)
+                print(f"note: {entry} was left by process {pid} on host {writer_host} writing {path}; delete it "
+                      f"once no job there writes it", file=sys.stderr, flush=True)
+            continue
+        # Our own pid: a write of this process under way (another thread), never stale. A pid reused since the
+        # writer died keeps its temp one more time: left, not lost.
+        if pid == os.getpid() or process_running(pid):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+        print(f"removed {entry}, left by an interrupted write of {path} (process {pid}, no longer running)",
+              file=sys.stderr, flush=True)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` only on success.
 
     Works for files and directories alike: whatever the caller creates at the yielded
-    path replaces `path` (an existing directory at `path` is removed first).
+    path replaces `path` (an existing directory at `path` is removed first). What killed writes of
+    `path` left is removed first (`remove_stale_temps`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    # The writer's pid and host in the name: how the next write tells a killed write's leftover from a live one.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}@{socket.gethostname()}.", suffix=".tmp",
+                               dir=path.parent)
     os.close(fd)
     os.unlink(tmp)  # the caller creates a file or a directory here
     tmp_path = Path(tmp)

@@ -10,7 +10,11 @@ from typing import Any
 
 import torch
 
+from .errors import CheckpointError
 from .io import atomic_path
+
+# What to do about a checkpoint that cannot be read, when nothing more is known of it.
+REBUILD = "delete it and rerun the stage that writes it"
 
 
 def set_threads(threads: int | None) -> int:
@@ -32,14 +36,24 @@ def device() -> torch.device:
 
 
 def save_checkpoint(path: str | Path, content: dict[str, Any]) -> None:
-    """Atomically save a checkpoint (or a raw state dict): an interrupted save leaves nothing."""
+    """Atomically save a checkpoint (or a raw state dict): an interrupted save leaves no file that looks finished
+    (one killed midway leaves its temporary file, which the next save of `path` removes: io.atomic_path)."""
     with atomic_path(path) as tmp:
         torch.save(content, tmp)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, rebuild: str = REBUILD) -> Any:
+    """The content of a checkpoint file. One that torch cannot read (truncated by a full disk or a copy cut
+    short, not a torch file, a pickle holding more than data) raises CheckpointError naming the file and
+    saying how to get it back (`rebuild`: models/build.py's `rebuild_hint` names the stage where it can)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"expected a checkpoint file at {path}, found nothing")
-    # weights_only: a checkpoint is data, never code (ARCHITECTURE.md, property 5).
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        # weights_only: a checkpoint is data, never code (ARCHITECTURE.md, property 5).
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError (not a zip), EOFError (truncated), ...
+        # Its first sentence only: torch's next ones advise weights_only=False, wrong for a file that is no checkpoint.
+        said = str(err).strip().split("\n", 1)[0].split(". ", 1)[0]
+        raise CheckpointError(f"{path} cannot be read as a checkpoint ({type(err).__name__}: {said}); "
+                              f"{rebuild}") from err

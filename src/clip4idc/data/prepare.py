@@ -13,9 +13,14 @@ Layout of a prepared directory (written whole or not at all):
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import shutil
+import signal
+import threading
+import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from itertools import repeat
@@ -26,7 +31,7 @@ from numpy.lib.format import open_memmap
 from tqdm import tqdm
 
 from ..errors import ImageDecodeError
-from ..io import atomic_path
+from ..io import atomic_path, process_running
 from .images import load_image
 from .readers import read_dataset
 from .readers._common import examples
@@ -46,6 +51,41 @@ def _load_chunk(root: str, paths: list[str], size: int) -> tuple[np.ndarray, lis
         except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
             failures.append(f"{rel} ({type(err).__name__}: {err})")
     return out, failures
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Initializer of each worker of the pool: a worker whose parent is killed outright (SIGKILL, no cleanup
+    runs there) exits too, instead of decoding its chunk for no one and then waiting for work forever.
+    SIGTERM kills it on the spot again (`_terminate_as_exit` is the parent's)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    ppid = os.getppid()
+
+    def watch() -> None:
+        # The parent pid as well as ours: under the forkserver start method our parent is the server.
+        while os.getppid() == ppid and process_running(parent):
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+@contextlib.contextmanager
+def _terminate_as_exit():
+    """SIGTERM (Snakemake's, a cluster's stop before its SIGKILL) raises SystemExit here instead of ending the
+    process on the spot, so that the `finally`s run: the worker pool is shut down and the temporary folder of
+    the prepared directory removed (gigabytes at paper scale)."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers are the main thread's
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
 
 
 def _unique_images(records: list[PairRecord]) -> list[str]:
@@ -68,7 +108,8 @@ def _fill_cache(images: np.ndarray, root: Path, paths: list[str], size: int, wor
     if workers == 1:
         consume(_load_chunk(str(root), chunk, size) for chunk in chunks)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             try:
                 consume(pool.map(_load_chunk, repeat(str(root)), chunks, repeat(size)))
             except BaseException:
@@ -148,7 +189,8 @@ def prepare(root: str | Path, out_dir: str | Path, *, reader: str, image_size: i
     summary = {"reader": reader, "image_size": image_size, "n_images": len(paths), "empty_references": empty_references,
                "splits": {split: _split_summary(recs) for split, recs in by_split.items()}}
 
-    with atomic_path(out_dir) as tmp:
+    # A killed earlier run's temporary folder is removed by atomic_path (its writer is gone).
+    with _terminate_as_exit(), atomic_path(out_dir) as tmp:
         tmp.mkdir()
         # Written in place on disk: the cache is never held twice in memory (paper scale: ~18 GB).
         images = open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import torch
 
 from ..errors import CheckpointError, WeightsUnavailableError
 from ..params import MODEL_CONFIG_DIR, VARIANTS, ModelParams
-from ..runtime import load_checkpoint
+from ..runtime import REBUILD, load_checkpoint
 from .idc import AdaptModel, CaptionModel
 
 # Files of the package read at run time (relative to its folder): code, for deps.py.
@@ -38,6 +39,63 @@ _OPENAI_HELP = (
     "python -c \"import open_clip, torch; torch.save(open_clip.create_model('{arch}', pretrained='openai')"
     ".state_dict(), 'clip-{arch}-openai.pt')\" and set `model.pretrained` to that file's path."
 )
+
+
+# The checkpoints the pipeline writes, by their path in the project folder, and the DVC stage that writes
+# each: what the message about one that cannot be read tells the user to rerun (its Snakemake target is the path).
+_WRITERS = (
+    (re.compile(r"(?:^|/)(models/pretrain/clip\.pt)$"), "pretrain"),
+    (re.compile(r"(?:^|/)(models/(?P<d>[^/]+)/adapt/model\.pt)$"), "adapt@{d}"),
+    (re.compile(r"(?:^|/)(models/(?P<d>[^/]+)/released/(?:adapt|finetune)\.pt)$"), "released@{d}"),
+    (re.compile(r"(?:^|/)(models/(?P<d>[^/]+)/finetune/adapt/seed(?P<s>-?\d+)\.pt)$"), "finetune_adapt@{d}-{s}"),
+    (re.compile(r"(?:^|/)(models/(?P<d>[^/]+)/finetune/(?P<v>[^/]+)/seed(?P<s>-?\d+)\.pt)$"), "finetune@{d}-{v}-{s}"),
+)
+# What each kind of our checkpoints is called, and what writes it: for the message about a file of another kind.
+_KINDS = {"adapt": ("an adaptation checkpoint", "the adapt stage writes them, models/<dataset>/adapt/model.pt"),
+          "finetune": ("a fine-tuning checkpoint", "the finetune stage writes them, "
+                                                   "models/<dataset>/finetune/<variant>/seed<seed>.pt")}
+
+
+def rebuild_hint(path: str | Path, otherwise: str = REBUILD) -> str:
+    """How to get back the checkpoint at `path` once it is found unusable: for a file the pipeline writes
+    (known by its path), the Snakemake target and the DVC stage to rerun once it is deleted; else `otherwise`."""
+    posix = Path(path).as_posix()
+    for pattern, stage in _WRITERS:
+        if m := pattern.search(posix):
+            # Deleted first: Snakemake and DVC alike rerun a stage whose output is missing, not one whose
+            # output is merely broken.
+            return (f"{REBUILD} (from the project folder: `snakemake {m[1]}` or "
+                    f"`dvc repro {stage.format(**m.groupdict())}`)")
+    return otherwise
+
+
+def read_checkpoint(path: str | Path, kind: str) -> dict:
+    """Our checkpoint of `kind` ('adapt' or 'finetune') at `path`, with its state dict. Any other file raises
+    CheckpointError naming it: one that cannot be read says how to rebuild it, one of another kind (CLIP's
+    weights, a bare state dict, the other kind) says what writes the right one."""
+    ckpt = load_checkpoint(path, rebuild_hint(path))
+    found = ckpt.get("kind") if isinstance(ckpt, dict) else None
+    name, written_by = _KINDS[kind]
+    if found != kind:
+        raise CheckpointError(f"{path} is not {name} (kind={found!r}); {written_by}")
+    if not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"{path} is {name} without its weights (no 'state_dict'); {rebuild_hint(path)}")
+    return ckpt
+
+
+def _load_state(model: torch.nn.Module, state: dict, path: str | Path, expected: str, rebuild: str) -> None:
+    """`model.load_state_dict(state)`, strict; weights that do not fit are a CheckpointError naming `path`,
+    what it should have matched (`expected`), the keys (not torch's page of them) and how to rebuild it."""
+    names = set(model.state_dict())
+    missing, unexpected = sorted(names - set(state)), sorted(set(state) - names)
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not match {expected}: {len(missing)} missing keys (e.g. {missing[:5]}), "
+                              f"{len(unexpected)} unexpected keys (e.g. {unexpected[:5]}); {rebuild}")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:  # shape mismatches, listed one per line
+        said = "; ".join(line.strip() for line in str(e).splitlines()[1:6])
+        raise CheckpointError(f"{path} does not match {expected}: {said}; {rebuild}") from e
 
 
 def register_model_configs() -> None:
@@ -92,23 +150,21 @@ def _weights_loaded_next():
 
 
 def _load_state_dict_file(model: torch.nn.Module, path: Path, arch: str) -> None:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    # The pipeline's clip.pt names the stage that writes it; a file of the user's own (model.pretrained) none.
+    rebuild = rebuild_hint(path, f"write it again (CLIP weights of {arch!r} saved with torch.save)")
+    checkpoint = load_checkpoint(path, rebuild)
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("kind"), str):
+        # One of ours (its weights would only show as hundreds of unexpected keys): say which.
+        raise CheckpointError(f"{path} is a checkpoint of kind {checkpoint['kind']!r}, not CLIP weights: expected a "
+                              f"state dict of architecture {arch!r}, e.g. the pretrain stage's output, "
+                              f"models/pretrain/clip.pt")
     state = checkpoint["state_dict"] if isinstance(checkpoint, dict) and "state_dict" in checkpoint else checkpoint
     if not isinstance(state, dict):
-        raise ValueError(f"{path} holds a {type(state).__name__}, expected a CLIP state dict "
-                         f"(or a dict with a 'state_dict' key)")
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, expected a CLIP state dict "
+                              f"(or a dict with a 'state_dict' key)")
     if state and all(k.startswith("module.") for k in state):  # saved from a DDP-wrapped model
         state = {k[len("module."):]: v for k, v in state.items()}
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise ValueError(
-            f"{path} does not match architecture {arch!r}: {len(missing)} missing keys "
-            f"(e.g. {missing[:5]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:5]})")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:  # shape mismatches
-        raise ValueError(f"{path} does not match architecture {arch!r}: {e}") from e
+    _load_state(model, state, path, f"architecture {arch!r}", rebuild)
 
 
 def create_clip(arch: str, pretrained: str | None) -> open_clip.CLIP:
@@ -163,8 +219,9 @@ def build_caption_model(variant: str, model_cfg: ModelParams, clip_weights: str 
         raise ValueError(f"variant {variant!r}: an adaptation checkpoint is "
                          f"{'required' if variant == 'adapt' else 'not used'}")
     # The adaptation checkpoint holds all of CLIP, so the adapt variant starts from random
-    # weights and overwrites every one of them from it.
-    clip = create_clip(model_cfg.arch, None if variant == "adapt" else clip_weights)
+    # weights and overwrites every one of them from it (open_clip's "initialized randomly" would be false).
+    with _weights_loaded_next() if variant == "adapt" else contextlib.nullcontext():
+        clip = create_clip(model_cfg.arch, None if variant == "adapt" else clip_weights)
     cap = model_cfg.captioner
     kwargs = dict(intra_layers=model_cfg.intra_layers, heads=cap.heads, ffn=cap.ffn, layers=cap.layers,
                   dropout=cap.dropout)
@@ -173,10 +230,10 @@ def build_caption_model(variant: str, model_cfg: ModelParams, clip_weights: str 
     if variant == "no-adapt":
         return CaptionModel.from_clip(clip, joint=True, **kwargs)
     adapted = AdaptModel(clip, model_cfg.intra_layers)
-    ckpt = load_checkpoint(adapt_checkpoint)
-    if ckpt.get("kind") != "adapt":
-        raise ValueError(f"{adapt_checkpoint} is not an adaptation checkpoint (kind={ckpt.get('kind')!r})")
-    adapted.load_state_dict(ckpt["state_dict"])
+    ckpt = read_checkpoint(adapt_checkpoint, "adapt")
+    _load_state(adapted, ckpt["state_dict"], adapt_checkpoint,
+                f"the profile's model (model.arch {model_cfg.arch!r}, model.intra_layers {model_cfg.intra_layers})",
+                rebuild_hint(adapt_checkpoint))
     return CaptionModel.from_clip(clip, joint=True, pair_encoder=adapted.pair_encoder, **kwargs)
 
 
@@ -196,20 +253,9 @@ def load_caption_model(checkpoint: str | Path) -> tuple[CaptionModel, dict]:
     """Rebuild a fine-tuned model from its self-describing checkpoint (no other file needed).
 
     A file that cannot be read as a checkpoint, or holds anything but the finetune stage's output (an
-    adaptation checkpoint, CLIP's weights, a bare state dict), raises CheckpointError naming it.
+    adaptation checkpoint, CLIP's weights, a bare state dict), raises CheckpointError naming it (`read_checkpoint`).
     """
-    try:
-        ckpt = load_checkpoint(checkpoint)
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # torch.load: UnpicklingError, RuntimeError (not a zip), EOFError (truncated), ...
-        # Its first sentence only: torch's next ones advise weights_only=False, wrong for a file that is no checkpoint.
-        said = str(err).strip().split("\n", 1)[0].split(". ", 1)[0]
-        raise CheckpointError(f"{checkpoint} cannot be read as a checkpoint ({type(err).__name__}: {said})") from err
-    kind = ckpt.get("kind") if isinstance(ckpt, dict) else None
-    if kind != "finetune":
-        raise CheckpointError(f"{checkpoint} is not a fine-tuning checkpoint (kind={kind!r}); the finetune "
-                              f"stage writes them, models/<dataset>/finetune/<variant>/seed<seed>.pt")
+    ckpt = read_checkpoint(checkpoint, "finetune")
     model_cfg = ModelParams.model_validate(ckpt["model"], strict=False)
     # `adapt` and `no-adapt` share one architecture; the weights come from the checkpoint.
     architecture = "clip-ft" if ckpt["variant"] == "clip-ft" else "no-adapt"
@@ -221,5 +267,6 @@ def load_caption_model(checkpoint: str | Path) -> tuple[CaptionModel, dict]:
     embedding_ids = ckpt["state_dict"].get("captioner.embedding_ids")
     if embedding_ids is not None:   # and a compact word embedding: the same rows
         model.captioner.compact_embedding(embedding_ids)
-    model.load_state_dict(ckpt["state_dict"])
+    _load_state(model, ckpt["state_dict"], checkpoint, "the model its own `model` section describes",
+                rebuild_hint(checkpoint))
     return model.eval(), ckpt

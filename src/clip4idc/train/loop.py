@@ -38,6 +38,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from ..data.dataset import collate
+from ..errors import CheckpointError
+from ..io import remove_stale_temps
 from ..params import ParamsError
 from ..runtime import load_checkpoint, save_checkpoint
 from .common import check_finite
@@ -239,18 +241,56 @@ def fingerprint(**what: Any) -> dict:
     return _tuples_to_lists({**what, "inputs": inputs})
 
 
+# What `fit` reads from a resume checkpoint: one without them (cut short, or not ours) cannot resume a run.
+_RESUME_KEYS = frozenset({"kind", "fingerprint", "loop", "model", "optimizer", "best_state", "rng"})
+
+
+def _not_resumable(ckpt: Any) -> str | None:
+    """Why a checkpoint's content cannot resume a run, or None."""
+    if not isinstance(ckpt, dict):
+        return f"holds a {type(ckpt).__name__}, not a resume checkpoint"
+    if missing := sorted(_RESUME_KEYS - set(ckpt)):
+        return f"is not a whole resume checkpoint (no {', '.join(missing)})"
+    if ckpt["kind"] != "resume":
+        return f"is not a resume checkpoint (kind={ckpt['kind']!r})"
+    return None
+
+
 class Resume:
-    """The resume checkpoint beside a stage's output: `<output>.resume`, removed when the stage ends."""
+    """The resume checkpoint beside a stage's output: `<output>.resume`, removed when the stage ends.
+
+    One that cannot be read (a kill or a full disk while it was copied, a damaged file) is moved aside to
+    `<output>.resume.corrupt`, replacing an older one, and the run starts afresh: refusing it would fail every
+    rerun, and a cluster's resubmissions with them, until someone deletes it by hand."""
 
     def __init__(self, output: str | Path, fingerprint: dict, procs: Processes):
+        self.output = Path(output)
         self.path = Path(f"{output}.resume")
+        self.aside = Path(f"{output}.resume.corrupt")
         self.fingerprint, self.procs = fingerprint, procs
 
     def load(self) -> dict | None:
+        if self.procs.main:
+            # What a killed save of either left (up to the model's size, or the optimiser's besides): its
+            # writer is gone, so is its use. Here, not only at the next save: that may be an epoch away.
+            for path in (self.path, self.output):
+                remove_stale_temps(path)
         if not self.path.is_file():
             return None
-        ckpt = load_checkpoint(self.path)
-        if ckpt.get("kind") != "resume" or ckpt.get("fingerprint") != self.fingerprint:
+        try:
+            ckpt = load_checkpoint(self.path)
+            unusable = _not_resumable(ckpt)
+        except CheckpointError as err:  # "<path> cannot be read as a checkpoint (why); <how to rebuild>"
+            unusable = str(err).removeprefix(f"{self.path} ").rsplit("; ", 1)[0]
+        except FileNotFoundError:  # the first process moved it aside meanwhile
+            return None
+        if unusable is not None:
+            # Every process finds the same bytes unusable; the first one moves them, the others start afresh too.
+            if self.procs.main:
+                os.replace(self.path, self.aside)
+                print(f"{self.path} {unusable}: moved to {self.aside}, starting afresh", flush=True)
+            return None
+        if ckpt["fingerprint"] != self.fingerprint:
             if self.procs.main:
                 print(f"{self.path} belongs to a run with other params, inputs or process count: "
                       f"starting afresh", flush=True)
