@@ -89,12 +89,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
-    # The writer's pid and host in the name: how the next write tells a killed write's leftover from a live one.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}@{socket.gethostname()}.", suffix=".tmp",
-                               dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)  # the caller creates a file or a directory here
-    tmp_path = Path(tmp)
+    tmp_path = _reserve(path, ".tmp")
     try:
         yield tmp_path
         if not tmp_path.exists():
@@ -103,10 +98,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(path)
         os.replace(tmp_path, path)
     finally:
-        if tmp_path.is_dir():
-            shutil.rmtree(tmp_path, ignore_errors=True)
-        elif tmp_path.exists():
-            tmp_path.unlink()
+        _remove(tmp_path)
 
 
 @contextlib.contextmanager
@@ -125,6 +117,7 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     try:
         for path in targets:
             path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(path)
             temps.append(_reserve(path, ".tmp"))
         yield temps
         for path, tmp in zip(targets, temps):
@@ -157,8 +150,11 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
 
 
 def _reserve(path: Path, suffix: str) -> Path:
-    """A fresh name beside `path` (mkstemp's, then freed: the caller creates a file or a folder there)."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    """A fresh name beside `path` (mkstemp's, then freed: the caller creates a file or a folder there). The
+    writer's pid and host are in the name: how a later write tells a killed write's leftover `.tmp` from a
+    live one (`remove_stale_temps`; a `.old` is the previous output, never removed by it)."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}@{socket.gethostname()}.", suffix=suffix,
+                                dir=path.parent)
     os.close(fd)
     os.unlink(name)
     return Path(name)
