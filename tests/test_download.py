@@ -5,6 +5,7 @@ Real requests, real files: only gdown is replaced (Google Drive cannot be reache
 from __future__ import annotations
 
 import hashlib
+import os
 import io
 import json
 import random
@@ -23,7 +24,7 @@ from loopback import Server, tar_bytes, zip_bytes
 
 from clip4idc.data.download import ChecksumError, DownloadError, fetch_dataset, fetch_file, sha256_of
 from clip4idc.data.extract import RATIO_PARAM, SIZE_PARAM, UnsafeArchiveError, unpack_archive
-from clip4idc.errors import ArchiveLimitError
+from clip4idc.errors import ArchiveLimitError, CorruptArchiveError
 from clip4idc.params import DatasetParams, DownloadParams, SourceFile
 
 PAYLOAD = bytes(range(256)) * 400          # 100 KiB, several chunks of a resumed transfer
@@ -545,9 +546,24 @@ def test_an_archive_failing_midway_leaves_nothing_half_unpacked(tmp_path):
     archive.write_bytes(body[:at] + b"X" + body[at + 1:])
     dest = tmp_path / "dest"
     dest.mkdir()
-    with pytest.raises(zipfile.BadZipFile, match="CRC"):
+    with pytest.raises(CorruptArchiveError, match=rf"{archive} is damaged or truncated \(BadZipFile: Bad CRC"):
         unpack_archive(archive, dest)
     assert list(dest.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_a_truncated_archive_is_one_error_naming_it_and_unpacks_nothing(tmp_path, kind):
+    """A download cut short (or a half copy placed by hand, with no sha256 pinned to catch it) is an expected
+    fault: one line naming the archive and what to do (CorruptArchiveError is a DownloadError), not a traceback."""
+    files = {f"d/{i}.txt": os.urandom(3000) for i in range(4)}
+    body = zip_bytes(files) if kind == "zip" else tar_bytes(files, "gz")
+    archive = tmp_path / f"cut.{kind}"
+    archive.write_bytes(body[:len(body) * 2 // 3])
+    with pytest.raises(CorruptArchiveError, match=rf"^{archive} is damaged or truncated \(.*\); nothing of it was "
+                                                  rf"unpacked into {tmp_path / 'dest'}: delete it and run again"):
+        unpack_archive(archive, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
+    assert issubclass(CorruptArchiveError, DownloadError)
 
 
 def test_not_an_archive(tmp_path):

@@ -10,6 +10,10 @@ class DownloadError(RuntimeError):
     """A file could not be fetched; the message says what to fetch by hand and where to put it."""
 
 
+class CorruptArchiveError(DownloadError):
+    """An archive cannot be read to its end (truncated, damaged): a download to repeat, not a format to fix."""
+
+
 class UnsafeArchiveError(ValueError):
     """An archive has members that would be written outside the target folder (or are not plain data)."""
 

@@ -14,19 +14,25 @@ any other error, has what it wrote removed, so nothing half-unpacked can pass fo
 """
 from __future__ import annotations
 
+import gzip
+import lzma
 import os
 import re
 import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import ArchiveLimitError, UnsafeArchiveError
+from ..errors import ArchiveLimitError, CorruptArchiveError, UnsafeArchiveError
 
 _SHOWN = 5          # offending members named in an UnsafeArchiveError
+# What the zip, tar and compression modules raise for an archive that is truncated or damaged.
+_DAMAGED = (zipfile.BadZipFile, tarfile.ReadError, tarfile.CompressionError, EOFError, zlib.error,
+            gzip.BadGzipFile, lzma.LZMAError)
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")   # a zip's first local header, or an empty zip
 _CHUNK = 1 << 20
 # Where the limits are set, named in a refusal so that it says what to raise.
@@ -55,11 +61,15 @@ def unpack_archive(archive: Path, dest: Path, *, strip: int = 0, max_gb: float |
         raise ValueError(f"{archive} is not a recognised archive: expected a zip or a tar "
                          f"(plain, .gz, .bz2 or .xz) file")
     budget = _Budget(archive, dest, max_gb, max_ratio)
-    if kind == "zip":
-        with zipfile.ZipFile(archive) as zf:
-            return _unpack_zip(zf, archive, dest, strip, budget)
-    with tarfile.open(archive, mode="r:*") as tar:
-        return _unpack_tar(tar, archive, dest, strip, budget)
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(archive) as zf:
+                return _unpack_zip(zf, archive, dest, strip, budget)
+        with tarfile.open(archive, mode="r:*") as tar:
+            return _unpack_tar(tar, archive, dest, strip, budget)
+    except _DAMAGED as err:   # what it had unpacked is already removed (_undone_on_failure)
+        raise CorruptArchiveError(f"{archive} is damaged or truncated ({type(err).__name__}: {err}); nothing of it "
+                                  f"was unpacked into {dest}: delete it and run again to download it") from err
 
 
 def _refuse_if_any(problems: list[str], archive: Path, dest: Path) -> None:
