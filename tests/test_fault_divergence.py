@@ -136,12 +136,12 @@ STEPS = 4          # per epoch: 8 points, batches of 2
 BAD = (2, 3)       # the (epoch, step) whose loss or gradient is not finite, counted from 1
 
 
-def _fit(tmp_path: Path, model: nn.Module, loss, epochs: int = 3):
+def _fit(tmp_path: Path, model: nn.Module, loss, epochs: int = 3, max_grad_norm: float = 1.0):
     resume = Resume(tmp_path / "model.pt", fingerprint(stage="test"), Processes())
     return fit(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), dataset=_Points(2 * STEPS),
                batches=GlobalBatches(2 * STEPS, 2, seed=0, procs=Processes()), loss=loss,
                evaluate=lambda m: Evaluation(score=0.0, record={}, line="-"), epochs=epochs, patience=None,
-               max_grad_norm=1.0, amp=False, resume=resume, checkpoint_every=0, procs=Processes(),
+               max_grad_norm=max_grad_norm, amp=False, resume=resume, checkpoint_every=0, procs=Processes(),
                desc="test (dataset toy, seed 0)", progress=False)
 
 
@@ -194,3 +194,23 @@ def test_fit_stops_before_the_update_of_a_non_finite_step_and_keeps_the_resume_c
     assert f"resuming from {tmp_path / 'model.pt.resume'} at epoch {BAD[0]}, step 0" in capsys.readouterr().out
     assert state.epoch == 3 and [r["epoch"] for r in state.history] == [1, 2, 3]
     assert all(math.isfinite(r["loss"]) for r in state.history)
+
+
+def test_max_grad_norm_0_means_no_clipping_not_no_learning(tmp_path):
+    """params allow `optim.max_grad_norm: 0`, which BertAdam reads as "no per-tensor clipping"; fit's global
+    clipping read it as "scale every gradient to norm 0", so nothing learned. 0 must train exactly as a bound
+    that never binds."""
+    def trained(max_grad_norm: float, folder: str) -> dict:
+        torch.manual_seed(0)
+        model = nn.Linear(3, 1)
+        (tmp_path / folder).mkdir()
+        _fit(tmp_path / folder, model, lambda m, batch: (m(batch["x"]) - 5).pow(2).mean(), epochs=1,
+             max_grad_norm=max_grad_norm)
+        return model.state_dict()
+
+    torch.manual_seed(0)
+    untrained = nn.Linear(3, 1).state_dict()
+    unbounded, none = trained(1e9, "unbounded"), trained(0.0, "none")
+    assert not torch.equal(none["bias"], untrained["bias"])          # it learned
+    for name in unbounded:
+        assert torch.equal(none[name], unbounded[name]), name

@@ -34,6 +34,16 @@ def freeze(model: torch.nn.Module, prefixes: tuple[str, ...]) -> list[str]:
     return frozen
 
 
+def clip_gradients(model: torch.nn.Module, max_norm: float) -> torch.Tensor:
+    """Clip the global gradient norm to `max_norm` (<= 0: no clipping, as BertAdam reads its own per-tensor
+    `max_grad_norm`; torch's clip_grad_norm_ would scale every gradient by 0 there and nothing would learn);
+    → the total norm before clipping, which `check_finite` reads either way."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    if max_norm > 0:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return torch.nn.utils.get_total_norm([p.grad for p in params])
+
+
 def run_name(stage: str, dataset: str | None, *what: str) -> str:
     """How messages name a training run: `finetune (dataset clevr_synth, variant adapt, seed 2021)`."""
     return f"{stage} ({', '.join(([f'dataset {dataset}'] if dataset else []) + list(what))})"

@@ -42,7 +42,7 @@ from ..errors import CheckpointError
 from ..io import remove_stale_temps
 from ..params import ParamsError
 from ..runtime import load_checkpoint, save_checkpoint
-from .common import check_finite
+from .common import check_finite, clip_gradients
 from .live import write_training_log
 
 
@@ -393,7 +393,7 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset,
                 value = loss(trained, batch)
             optimizer.zero_grad(set_to_none=True)
             value.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            grad_norm = clip_gradients(model, max_grad_norm)
             # Both the same on every process (all-reduced), so all stop at the same step and none waits on the others.
             step_loss = mean_over_processes(value.item(), procs)
             check_finite(step_loss, grad_norm.item(), run=run or desc, epoch=state.epoch + 1, step=state.step + 1,

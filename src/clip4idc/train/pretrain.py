@@ -21,7 +21,7 @@ from ..io import write_json
 from ..models.build import create_clip, get_tokenizer
 from ..params import ModelParams, PretrainParams
 from ..runtime import device, save_checkpoint, set_threads
-from .common import check_finite, run_name, seed_everything
+from .common import check_finite, clip_gradients, run_name, seed_everything
 
 
 def pretrain(prepared_dir: str | Path, out_weights: str | Path, out_log: str | Path, *,
@@ -68,7 +68,7 @@ def pretrain(prepared_dir: str | Path, out_weights: str | Path, out_log: str | P
             opt.zero_grad(set_to_none=True)
             loss.backward()
             # No clipping here (open_clip's recipe): the norm is only read, to stop before a NaN update.
-            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in clip.parameters() if p.grad is not None])
+            grad_norm = clip_gradients(clip, 0)
             check_finite(loss.item(), grad_norm.item(), run=run_name("pretrain", None, f"data {prepared_dir}",
                                                                      f"seed {cfg.seed}"),
                          epoch=epoch + 1, step=step + 1, steps=len(loader),
