@@ -126,11 +126,6 @@ class _DropRecords(logging.Filter):
         return self.text not in record.getMessage()
 
 
-class _DropRandomInitWarning(_DropRecords):
-    def __init__(self):
-        super().__init__("initialized randomly")
-
-
 @contextlib.contextmanager
 def _root_records_dropped(text: str) -> Iterator[None]:
     """open_clip logs on the root logger: its records that contain `text` are dropped meanwhile."""

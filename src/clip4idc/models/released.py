@@ -48,7 +48,6 @@ naming every offending key at once.
 """
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections.abc import Mapping
@@ -63,7 +62,7 @@ from ..data.download import sha256_of
 from ..errors import CheckpointConversionError
 from ..params import ModelParams
 from ..runtime import save_checkpoint
-from .build import _DropRandomInitWarning, _model_config, build_caption_model, create_clip
+from .build import _model_config, _weights_loaded_next, build_caption_model, create_clip
 from .idc import AdaptModel
 
 Kind = Literal["finetune", "adapt"]
@@ -343,14 +342,10 @@ def _kind_of(state: Mapping[str, torch.Tensor], kind: Kind | None, source: str) 
 
 def _target(model_cfg: ModelParams, kind: Kind) -> torch.nn.Module:
     """Our model of `kind`, built from the profile with random weights (every one is overwritten)."""
-    root, quiet = logging.getLogger(), _DropRandomInitWarning()
-    root.addFilter(quiet)
-    try:
+    with _weights_loaded_next():
         if kind == "adapt":
             return AdaptModel(create_clip(model_cfg.arch, None), model_cfg.intra_layers)
         return build_caption_model("no-adapt", model_cfg, None)   # the adapt variant's architecture
-    finally:
-        root.removeFilter(quiet)
 
 
 def _report(source: str, kind: Kind, sections: dict[str, list[str]]) -> CheckpointConversionError:
