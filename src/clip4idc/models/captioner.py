@@ -183,6 +183,9 @@ class Captioner(nn.Module):
             part.apply(_init_bert)
         self.register_buffer("output_ids", None)      # all of CLIP's words until `restrict_output`
         self.register_buffer("embedding_ids", None)   # the word embedding's rows are CLIP's ids until `compact_embedding`
+        # The embedding rows of the output vocabulary once compact: fixed from then on (restrict_output refuses),
+        # so found once, not at every decoding step. Derived, so not saved.
+        self.register_buffer("output_rows", None, persistent=False)
 
     def restrict_output(self, ids: torch.Tensor | list[int]) -> None:
         """Score only the words `ids` (BPE ids): logit i is then word `ids[i]` (sorted, unique).
@@ -228,6 +231,7 @@ class Captioner(nn.Module):
         self.token_embedding = nn.Embedding.from_pretrained(weight.detach()[ids].clone(),
                                                             freeze=not weight.requires_grad)
         self.embedding_ids = ids
+        self.output_rows = self._rows(self.output_ids, ids, "word embedding")
 
     def _rows(self, token_ids: torch.Tensor, table: torch.Tensor | None, what: str) -> torch.Tensor:
         """BPE ids → their positions in the sorted id table `table` (the ids themselves without one)."""
@@ -258,7 +262,7 @@ class Captioner(nn.Module):
         weight = self.token_embedding.weight
         if self.output_ids is None:
             return self.head(x, weight)
-        rows = self._rows(self.output_ids, self.embedding_ids, "word embedding")
+        rows = self.output_ids if self.output_rows is None else self.output_rows
         return self.head(x, weight[rows], self.head.bias[self.output_ids])
 
     @property
