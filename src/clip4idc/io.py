@@ -127,6 +127,7 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
         placed: list[Path] = []
         try:
             for path, tmp in zip(targets, temps):
+                current = path
                 if path.exists() or path.is_symlink():
                     old = _reserve(path, ".old")
                     os.replace(path, old)
@@ -138,9 +139,7 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
                 _remove(path)
             for path, old in aside:
                 os.replace(old, path)
-            failed = Path(err.filename) if err.filename else None
-            named = next((t for t in targets if failed in (t, *(o for p, o in aside if p == t))), None)
-            raise OutputError(f"cannot write {named or ', '.join(map(str, targets))} ({err.strerror or err}); "
+            raise OutputError(f"cannot write {current} ({err.strerror or err}); "
                               f"nothing of {', '.join(str(t) for t in targets)} was replaced") from err
         for _, old in aside:
             _remove(old)
