@@ -74,6 +74,15 @@ def test_wrong_base_value_that_the_active_profile_overrides_is_refused(capsys, t
     assert "  finetune.epochs: Input should be a valid integer (got 'eight')" in err.splitlines()
 
 
+def _refused_naming(edit, named: str) -> None:
+    """params.yaml with `edit` applied is refused under the smoke profile, one line naming the key `named`."""
+    raw = copy.deepcopy(RAW)
+    edit(raw)
+    with pytest.raises(params.ParamsError) as caught:
+        params.resolve(raw, "smoke")
+    assert any(line.startswith(f"  {named}: ") for line in str(caught.value).splitlines()), str(caught.value)
+
+
 @pytest.mark.parametrize("edit, named", [
     # a profile other than the active one (smoke)
     (lambda raw: raw["profiles"]["paper"]["adapt"].update(epochs="twelve"), "profiles.paper.adapt.epochs"),
@@ -84,11 +93,7 @@ def test_wrong_base_value_that_the_active_profile_overrides_is_refused(capsys, t
      "profiles.paper.data.ier.overrides.adapt.epochs"),
 ])
 def test_every_profile_is_checked_and_its_keys_named_as_written(edit, named):
-    raw = copy.deepcopy(RAW)
-    edit(raw)
-    with pytest.raises(params.ParamsError) as caught:
-        params.resolve(raw, "smoke")
-    assert any(line.startswith(f"  {named}: ") for line in str(caught.value).splitlines()), str(caught.value)
+    _refused_naming(edit, named)
 
 
 def test_a_check_across_sections_names_the_keys_as_written():
@@ -122,11 +127,7 @@ def test_intra_layers_beyond_the_architecture_is_refused_at_load(capsys, tmp_pat
     (lambda raw: raw["model"].update(arch="clip4idc-tiniest"), "model.arch"),
 ])
 def test_params_that_contradict_the_architecture_are_refused(edit, named):
-    raw = copy.deepcopy(RAW)
-    edit(raw)
-    with pytest.raises(params.ParamsError) as caught:
-        params.resolve(raw, "smoke")
-    assert any(line.startswith(f"  {named}: ") for line in str(caught.value).splitlines()), str(caught.value)
+    _refused_naming(edit, named)
 
 
 def test_architecture_configs_are_open_clips(monkeypatch):

@@ -114,14 +114,19 @@ def test_a_word_outside_the_vocabulary_is_named(words):
         small.captioner.restrict_output([0, 49408])
 
 
-def test_a_checkpoint_carries_its_output_vocabulary(tmp_path, words):
-    _, small = _restricted(words)
+def _saved_and_loaded(tmp_path, model: CaptionModel) -> CaptionModel:
+    """`model` through a fine-tuning checkpoint and `load_caption_model`, as decode reads it."""
     model_cfg = ModelParams.model_validate({
         "arch": ARCH, "pretrained": "pipeline", "intra_layers": 3, "max_tokens": 24, "output_vocab": "train",
         "captioner": {"heads": 4, "ffn": 256, "layers": 3, "dropout": 0.1}})
     save_checkpoint(tmp_path / "m.pt", {"kind": "finetune", "variant": "adapt", "seed": 0,
-                                        "state_dict": small.state_dict(), "model": model_cfg.model_dump(mode="json")})
-    loaded, _ = load_caption_model(tmp_path / "m.pt")
+                                        "state_dict": model.state_dict(), "model": model_cfg.model_dump(mode="json")})
+    return load_caption_model(tmp_path / "m.pt")[0]
+
+
+def test_a_checkpoint_carries_its_output_vocabulary(tmp_path, words):
+    _, small = _restricted(words)
+    loaded = _saved_and_loaded(tmp_path, small)
     assert loaded.captioner.output_ids.tolist() == words
     before, after = _pairs()
     ids = torch.tensor([[49406, 320]] * 3)
@@ -211,12 +216,7 @@ def test_a_word_without_an_embedding_row_is_named(tok):
 
 def test_a_checkpoint_carries_its_compact_embedding(tmp_path, tok):
     _, compact = _compact(tok)
-    model_cfg = ModelParams.model_validate({
-        "arch": ARCH, "pretrained": "pipeline", "intra_layers": 3, "max_tokens": 24, "output_vocab": "train",
-        "captioner": {"heads": 4, "ffn": 256, "layers": 3, "dropout": 0.1}})
-    save_checkpoint(tmp_path / "m.pt", {"kind": "finetune", "variant": "adapt", "seed": 0,
-                                        "state_dict": compact.state_dict(), "model": model_cfg.model_dump(mode="json")})
-    loaded, _ = load_caption_model(tmp_path / "m.pt")
+    loaded = _saved_and_loaded(tmp_path, compact)
     assert torch.equal(loaded.captioner.embedding_ids, compact.captioner.embedding_ids)
     before, after = _pairs()
     kw = dict(sot_id=tok.sot_id, eot_id=tok.eot_id, max_len=6)
