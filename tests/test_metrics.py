@@ -8,7 +8,7 @@ import pytest
 
 from clip4idc.io import write_json
 from conftest import require
-from clip4idc.metrics.caption import (METRIC_KEYS, CaptionScorer, most_frequent_caption,
+from clip4idc.metrics.caption import (METRIC_KEYS, PER_PAIR_KEYS, CaptionScorer, most_frequent_caption,
                                       score_files, spice_jars, spice_unavailable)
 from clip4idc.metrics.retrieval import (pair_to_text_ranks, retrieval_metrics,
                                         text_to_pair_ranks)
@@ -84,6 +84,37 @@ def test_subsets_tokenised_once_score_as_separate_calls(scorer):
         assert got[name] == scorer.score({i: PREDICTIONS[i] for i in subset}, {i: REFERENCES[i] for i in subset})
     with pytest.raises(ValueError, match="subset 'bad'"):
         scorer.score_subsets(PREDICTIONS, REFERENCES, {"bad": ["no such id"]})
+
+
+def test_per_pair_scores_are_pycocoevalcaps_per_image_scores(scorer):
+    """Sentence-level CIDEr-D (the whole references' document frequencies), METEOR and BLEU-4 equal the
+    per-image lists pycocoevalcap computes on the same corpus, bit for bit, pair by pair."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    tok = PTBTokenizer()
+    gts = tok.tokenize({i: [{"caption": c} for c in refs] for i, refs in REFERENCES.items()})
+    res = tok.tokenize({i: [{"caption": PREDICTIONS[i]}] for i in REFERENCES})
+    _, cider = Cider().compute_score(gts, res)
+    _, bleu = Bleu(4).compute_score(gts, res, verbose=0)
+    meteor_scorer = Meteor()
+    _, meteor = meteor_scorer.compute_score(gts, res)
+    del meteor_scorer
+    got = scorer.per_pair(PREDICTIONS, REFERENCES)
+    assert list(got) == list(REFERENCES)
+    for k, i in enumerate(REFERENCES):
+        assert list(got[i]) == list(PER_PAIR_KEYS)
+        assert got[i] == {"CIDEr": float(cider[k]), "BLEU-4": float(bleu[3][k]), "METEOR": float(meteor[k])}, i
+    # The scores differ across pairs (a constant would pass a weaker check), and the corpus CIDEr-D is their mean.
+    assert len({round(v["CIDEr"], 9) for v in got.values()}) > 3
+    assert np.mean([v["CIDEr"] for v in got.values()]) == pytest.approx(scorer.score(PREDICTIONS, REFERENCES)["CIDEr"])
+    # Document frequencies are those of the references passed: a pair's CIDEr-D moves with its corpus.
+    alone = scorer.per_pair({i: PREDICTIONS[i] for i in list(REFERENCES)[:2]},
+                            {i: REFERENCES[i] for i in list(REFERENCES)[:2]})
+    assert alone["000001.png"]["CIDEr"] != got["000001.png"]["CIDEr"]
+    with pytest.raises(ValueError, match="same pair ids"):
+        scorer.per_pair({"000001.png": "x"}, REFERENCES)
 
 
 def test_scorer_is_reusable(scorer):

@@ -33,6 +33,8 @@ from ..io import read_json
 
 METRIC_KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 SPICE = "SPICE"  # an extra key of a scorer made with spice=True, where CoreNLP is installed
+# The sentence-level scores `CaptionScorer.per_pair` gives: pycocoevalcap's per-image values of these metrics.
+PER_PAIR_KEYS = ("BLEU-4", "METEOR", "CIDEr")
 
 # The Java tokenizer reads one caption per line. pycocoevalcap replaces "\n" only; any other
 # line break Java honours would shift every later caption onto the wrong pair id.
@@ -157,6 +159,25 @@ class CaptionScorer:
         return {name: self._metrics({i: gts[i] for i in ids}, {i: res[i] for i in ids})
                 for name, ids in subsets.items()}
 
+    def per_pair(self, predictions: Mapping[str, str], references: Mapping[str, list[str]], *,
+                 pred_name: str = "predictions", ref_name: str = "references") -> dict[str, dict[str, float]]:
+        """{pair id: {metric: score}} for PER_PAIR_KEYS: the per-image values pycocoevalcap computes beside
+        the corpus score, on the whole of `references` at once, so CIDEr-D's document frequencies are
+        those of all the references passed (a split's: what its corpus CIDEr uses). BLEU-4 is
+        pycocoevalcap's sentence BLEU (its smoothing, 'closest' reference length); METEOR the JVM's
+        segment score. Ids in the order of `references`."""
+        if self._closed:
+            raise RuntimeError("this CaptionScorer was closed; create a new one")
+        check_caption_inputs(predictions, references, pred_name, ref_name)
+        ids = list(references)
+        gts = self._tokenize({i: references[i] for i in ids})
+        res = self._tokenize({i: [predictions[i]] for i in ids})
+        _, bleu = self._bleu.compute_score(gts, res, verbose=0)
+        _, meteor = self._run_meteor(gts, res)
+        _, cider = self._cider.compute_score(gts, res)
+        columns = {"BLEU-4": bleu[3], "METEOR": meteor, "CIDEr": cider}
+        return {i: {key: float(columns[key][k]) for key in PER_PAIR_KEYS} for k, i in enumerate(ids)}
+
     def close(self) -> None:
         """Stop the METEOR JVM. The scorer cannot be used afterwards."""
         self._closed = True
@@ -174,15 +195,7 @@ class CaptionScorer:
     def _metrics(self, gts: dict[str, list[str]], res: dict[str, list[str]]) -> dict[str, float]:
         """The scores of tokenised captions (pycocoevalcap's gts / res), in the dicts' id order."""
         bleu, _ = self._bleu.compute_score(gts, res, verbose=0)
-        if self._meteor is None:  # a previous call failed and stopped the JVM: start a new one
-            self._start_meteor()
-        try:
-            meteor, _ = self._meteor.compute_score(gts, res)
-        except Exception:
-            # the JVM is in an unknown state (and upstream keeps its lock held): drop it
-            self._meteor.close()
-            self._meteor = None
-            raise
+        meteor, _ = self._run_meteor(gts, res)
         rouge, _ = self._rouge.compute_score(gts, res)
         cider, _ = self._cider.compute_score(gts, res)
         values = [*bleu, meteor, rouge, cider]
@@ -190,6 +203,17 @@ class CaptionScorer:
         if self._spice is not None:
             scores[SPICE] = float(self._spice.compute_score(gts, res)[0])
         return scores
+
+    def _run_meteor(self, gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
+        if self._meteor is None:  # a previous call failed and stopped the JVM: start a new one
+            self._start_meteor()
+        try:
+            return self._meteor.compute_score(gts, res)
+        except Exception:
+            # the JVM is in an unknown state (and upstream keeps its lock held): drop it
+            self._meteor.close()
+            self._meteor = None
+            raise
 
     def _tokenize(self, captions: dict[str, list[str]]) -> dict[str, list[str]]:
         """id -> captions, each replaced by its PTB tokens. The Java tokenizer reads each line on its own
