@@ -298,3 +298,13 @@ def test_records_are_validated():
         ParsedCaption("move", None, None)
     with pytest.raises(ValueError):
         ParsedCaption("color", _ref(), "metal")
+
+
+def test_analysis_does_not_import_torch():
+    # The analysis runs on decoded captions alone; pulling in torch would tie it to the model stack.
+    import subprocess
+    import sys
+    code = ("import sys, clip4idc.analysis.clevr_grammar, clip4idc.analysis.no_change; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
