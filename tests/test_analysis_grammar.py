@@ -302,9 +302,16 @@ def test_records_are_validated():
 
 def test_analysis_does_not_import_torch():
     # The analysis runs on decoded captions alone; pulling in torch would tie it to the model stack.
+    import os
     import subprocess
     import sys
+    from pathlib import Path
+
+    import clip4idc
+    # The child imports the same clip4idc as this process, not whichever the interpreter would find.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(Path(clip4idc.__file__).parents[1])] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     code = ("import sys, clip4idc.analysis.clevr_grammar, clip4idc.analysis.no_change; "
             "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.strip() == "False"
