@@ -137,7 +137,8 @@ def confusion_plot(confusions: Mapping[str, Sequence[Mapping]], out_png: str | o
             image = ax.imshow(shares, cmap=cmap, norm=norm, aspect="equal", interpolation="nearest")
             for i in range(n_rows):
                 if not counts[i].any():
-                    ax.text((n_cols - 1) / 2, i, "no pairs", ha="center", va="center", fontsize=font,
+                    # The whole row is free, so the note needs no shrinking to the numbers' size.
+                    ax.text((n_cols - 1) / 2, i, "no pairs", ha="center", va="center", fontsize=_COUNT_FONT,
                             fontstyle="italic", color=_EMPTY_COLOR, gid="empty-row")
                     continue
                 for j in range(n_cols):
@@ -148,7 +149,7 @@ def confusion_plot(confusions: Mapping[str, Sequence[Mapping]], out_png: str | o
                     ax.text(j, i, str(value), ha="center", va="center", fontsize=font, color=color,
                             fontweight=weight, gid="count")
             for i, label in enumerate(true):
-                if label in predicted:
+                if label in predicted and counts[i].any():  # an empty row has nothing right or wrong
                     j = predicted.index(label)
                     # Inset a little, so neighbouring correct cells keep separate frames.
                     ax.add_patch(Rectangle((j - 0.45, i - 0.45), 0.9, 0.9, fill=False, edgecolor="black",
@@ -158,7 +159,8 @@ def confusion_plot(confusions: Mapping[str, Sequence[Mapping]], out_png: str | o
             ax.grid(False)
             for spine in ax.spines.values():  # a full frame: near-white cells would otherwise melt into the page
                 spine.set(visible=True, color="#999999", linewidth=0.6)
-            ax.set_xticks(range(n_cols), predicted, rotation=45, ha="right", rotation_mode="anchor")
+            # Upright: labels longer than a cell ("material") would overlap; at 45 degrees their boxes still do.
+            ax.set_xticks(range(n_cols), predicted, rotation=90)
             for tick, label in zip(ax.get_xticklabels(), predicted):
                 if label not in true:
                     tick.set_fontstyle("italic")
