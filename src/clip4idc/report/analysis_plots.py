@@ -54,7 +54,8 @@ def _counts(value, shape: tuple[int, int], source: str) -> np.ndarray:
     return np.array(value, dtype=np.int64).reshape(rows, cols)
 
 
-def _summed(confusions: Mapping[str, Sequence[Mapping]]) -> tuple[list[str], list[str], dict[str, tuple[np.ndarray, int]]]:
+def _summed(confusions: Mapping[str, Sequence[Mapping]]
+            ) -> tuple[list[str], list[str], dict[str, tuple[np.ndarray, int]]]:
     """Validate; → (true labels, predicted labels, {variant: (counts summed over seeds, number of seeds)})
     in VARIANT_LABELS order."""
     if not isinstance(confusions, Mapping) or not confusions:
