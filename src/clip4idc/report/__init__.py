@@ -5,6 +5,8 @@
 - `stats`: the paired t-test between variants over seeds.
 - `plots`: the chart figures, PNG and PDF: ablation bars, training curves, retrieval R@K, per-set bars.
 - `qualitative`: the figure of before/after pairs with their references and every variant's caption.
+- `analysis_plots`: the error analysis's figure, per variant the confusion of the true change type
+  against the one each caption names.
 - `build`: what `clip4idc report` runs: reads a run's files and writes all of the above
   (results/tables.pdf: stages/tables_pdf.py).
 """

@@ -6,6 +6,7 @@
 - `retrieval_plot`: adaptation-stage retrieval R@K, reproduced beside published.
 - `per_type_plot`: one metric on the change / no-change pairs and on each change type.
 - the qualitative figure (before/after images with captions) lives in `qualitative.py`.
+- the error analysis's confusion figure (true vs caption change type) lives in `analysis_plots.py`.
 
 Figures are drawn on a bare `matplotlib.figure.Figure`, never through pyplot, so no backend is
 selected globally and nothing opens a window: saving to PNG/PDF picks the Agg/PDF renderers.
