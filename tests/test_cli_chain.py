@@ -60,13 +60,15 @@ def chain(tmp_path_factory) -> Path:
     run("baseline", "--data", str(prep), "--out", str(preds / "constant.json"))
     run("evaluate", "--data", str(prep), "--predictions", str(preds / "constant.json"),
         "--variant", "constant", "--out", str(metrics / "constant.json"))
+    run("analyze", "--data", str(prep), "--predictions-dir", str(preds), "--out", str(d / "results/analysis" / DATASET))
     return d
 
 
 def _report(chain: Path, out: Path) -> list[str]:
     return ["report", "--metrics-dir", str(chain / "results/metrics"), "--train-dir", str(chain / "results/train"),
             "--predictions-dir", str(chain / "results/predictions"), "--prepared-dir", str(chain / "data/prepared"),
-            "--raw-dir", str(chain / "data/raw"), "--tables", str(out / "tables.tex"), "--plots", str(out / "plots"),
+            "--raw-dir", str(chain / "data/raw"), "--analysis-dir", str(chain / "results/analysis"),
+            "--tables", str(out / "tables.tex"), "--plots", str(out / "plots"),
             "--summary", str(out / "ablation.json")]
 
 
@@ -94,10 +96,11 @@ def test_every_stage_writes_its_outputs(chain):
 def test_report_numbers_are_the_metric_files_numbers(chain, tmp_path):
     _run(chain / "params.yaml", *_report(chain, tmp_path))
     tex = (tmp_path / "tables.tex").read_text()
-    for kind in ("ablation", "training", "retrieval", "per_type", "qualitative"):
+    for kind in ("ablation", "training", "retrieval", "per_type", "qualitative", "confusion", "failures"):
         assert (tmp_path / "plots" / f"{kind}-{DATASET}.png").stat().st_size > 0
         assert (tmp_path / "plots" / f"{kind}-{DATASET}.pdf").read_bytes().startswith(b"%PDF")
     assert r"\label{tab:ablation:clevr_synth}" in tex and r"\label{tab:pertype:clevr_synth}" in tex
+    assert r"\label{tab:failures:clevr_synth}" in tex and r"\label{tab:attributes:clevr_synth}" in tex
     assert "% No paired test" in tex  # one seed: no test, and the file says so
     ablation = tex.split(r"\label{tab:ablation:clevr_synth}")[1].split(r"\end{table}")[0]
     printed = [float(x) for x in re.findall(r"(?<![\w.])(\d+\.\d{2})(?![\d])", ablation)]
@@ -217,11 +220,19 @@ def test_report_prints_the_released_weights_rows_from_their_files(chain, tmp_pat
     adapt = json.loads((metrics / DATASET / "adapt" / f"seed{SEED}.json").read_text())
     (metrics / DATASET / "released.json").write_text(json.dumps({**adapt, "variant": "released", "seed": None}))
     shutil.copyfile(metrics / DATASET / "adapt_retrieval.json", metrics / DATASET / "released_retrieval.json")
+    analysis = tmp_path / "analysis"
+    shutil.copytree(chain / "results/analysis", analysis)
+    args[args.index("--analysis-dir") + 1] = str(analysis)
+    assert cli.main([*args, *params]) == 1
+    assert "released.json" in capsys.readouterr().err and not (tmp_path / "tables.tex").exists()
+    adapt_analysis = json.loads((analysis / DATASET / "adapt" / f"seed{SEED}.json").read_text())
+    (analysis / DATASET / "released.json").write_text(json.dumps({**adapt_analysis, "variant": "released",
+                                                                  "seed": None}))
     assert cli.main([*args, *params]) == 0
     tex = (tmp_path / "tables.tex").read_text()
     row = next(line for line in tex.splitlines() if line.startswith(RELEASED_LABEL))
     assert row.split(" & ")[1:] == [f"{100 * adapt['metrics'][k]:.2f}" for k in METRIC_KEYS[:-1]] + [
         f"{100 * adapt['metrics']['CIDEr']:.2f} \\\\"]
-    assert tex.count(RELEASED_LABEL) == 2   # the published and the retrieval table
+    assert tex.count(RELEASED_LABEL) == 3   # the published, the retrieval and the failure table
     summary = json.loads((tmp_path / "ablation.json").read_text())[DATASET]
     assert summary["released"]["mean"] == {k: adapt["metrics"][k] for k in METRIC_KEYS}

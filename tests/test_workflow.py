@@ -128,10 +128,10 @@ SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm"
 # The stage of params.yaml `execution.resources` each rule reads.
 RULE_STAGE = {"fetch": "fetch", "prepare": "prepare", "pretrain": "pretrain", "adapt": "adapt",
               "released": "decode", "finetune": "finetune", "decode": "decode", "baseline": "evaluate",
-              "evaluate": "evaluate", "report": "evaluate", "tables_pdf": "evaluate"}
+              "evaluate": "evaluate", "analyze": "evaluate", "report": "evaluate", "tables_pdf": "evaluate"}
 PAPER_COUNTS = {"fetch": 3, "prepare": 3, "adapt": 3, "pretrain": 1, "released": len(RELEASED),
                 "finetune": 9 * SEEDS, "decode": 9 * SEEDS + len(RELEASED),
-                "evaluate": 9 * SEEDS + 3 + len(RELEASED), "baseline": 3, "report": 1, "tables_pdf": 1}
+                "evaluate": 9 * SEEDS + 3 + len(RELEASED), "analyze": 3, "baseline": 3, "report": 1, "tables_pdf": 1}
 
 
 def _value(text: str):

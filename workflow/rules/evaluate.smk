@@ -71,3 +71,32 @@ rule evaluate:
         CLI.format(stage="evaluate")
         + " --dataset {wildcards.dataset} --data {input.data} --predictions {input.predictions}"
         " {params.scored_as} --out {output} > {log} 2>&1"
+
+
+# The error analysis of one dataset's captions (every variant and seed, the constant baseline and the authors'
+# released captioner where there is one): per-pair
+# scores, missed / hallucinated changes and, on CLEVR-style data, the change-type confusion. It reads the captions,
+# references and manifest only; it runs beside the metric files, not from them.
+rule analyze:
+    input:
+        data=PREPARED,
+        predictions=expand("results/predictions/{{dataset}}/{variant}/seed{seed}.json", variant=VARIANTS, seed=SEEDS),
+        baseline="results/predictions/{dataset}/constant.json",
+        # The authors' released captioner's captions, where `released` lists the dataset (paper profile).
+        released=lambda wc: ["results/predictions/{dataset}/released.json".format(**wc)] if wc.dataset in RELEASED else [],
+        code=code("analyze"),
+    output:
+        directory("results/analysis/{dataset}"),
+    params:
+        tracked=tracked("analyze"),
+    threads: stage_threads("evaluate")
+    resources:
+        **stage_resources("evaluate"),
+    log:
+        "logs/{dataset}/analyze.log",
+    conda:
+        CONDA_ENV
+    shell:
+        CLI.format(stage="analyze")
+        + " --dataset {wildcards.dataset} --data {input.data} --predictions-dir results/predictions/{wildcards.dataset}"
+        " --out {output} > {log} 2>&1"

@@ -21,6 +21,8 @@ rule report:
         released=expand("results/metrics/{dataset}/released.json", dataset=RELEASED),
         released_retrieval=expand("results/metrics/{dataset}/released_retrieval.json", dataset=RELEASED),
         released_predictions=expand("results/predictions/{dataset}/released.json", dataset=RELEASED),
+        # The error analysis of each dataset (failure tables, confusion figure, failure gallery).
+        analysis=expand("results/analysis/{dataset}", dataset=DATASETS),
         pretrain_log="results/train/pretrain.json",
         prepared=expand(PREPARED, dataset=DATASETS),
         raw=expand(RAW, dataset=DATASETS),
@@ -43,7 +45,8 @@ rule report:
     shell:
         CLI.format(stage="report")
         + " --metrics-dir results/metrics --train-dir results/train --predictions-dir results/predictions"
-        " --prepared-dir data/prepared --raw-dir data/raw --tables {output.tables} --plots {output.plots}"
+        " --prepared-dir data/prepared --raw-dir data/raw --analysis-dir results/analysis --tables {output.tables}"
+        " --plots {output.plots}"
         " --summary {output.summary} > {log} 2>&1"
 
 

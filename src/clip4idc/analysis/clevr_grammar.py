@@ -16,7 +16,7 @@ from typing import Sequence
 
 from ..data.records import CHANGE_TYPES
 from ..data.synthetic import COLORS, MATERIALS, SHAPES, SIZES, SYNONYMS
-from .no_change import normalize_caption, says_no_change
+from .no_change import plain_caption, says_no_change
 
 __all__ = ["ATTRIBUTES", "CHANGE_KINDS", "ObjectRef", "ParsedCaption", "caption_truth", "parse_caption",
            "wrong_attributes"]
@@ -134,7 +134,7 @@ def parse_caption(caption: str) -> ParsedCaption | None:
     """The change a caption describes; None when the grammar cannot parse it: never a guess."""
     if says_no_change(caption):
         return ParsedCaption("none", None, None)
-    text = normalize_caption(caption)
+    text = plain_caption(caption)
     m = _SUBJECT_FORM.fullmatch(text)
     if m is not None:
         obj = _object(m["attrs"], m["head"])

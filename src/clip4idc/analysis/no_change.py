@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["normalize_caption", "says_no_change"]
+__all__ = ["plain_caption", "says_no_change"]
 
 _NOT = re.compile(r"\s*n't\b")             # PTB splits "didn't" into "did n't"
 _FINAL_PERIODS = re.compile(r"[\s.]+$")
 _SPACES = re.compile(r"\s+")
 
 
-def normalize_caption(caption: str) -> str:
+def plain_caption(caption: str) -> str:
     """Lower case, single spaces, "n't" spelt "not", no final period (with or without PTB's space)."""
     text = _NOT.sub(" not", caption.lower())
     return _SPACES.sub(" ", _FINAL_PERIODS.sub("", text)).strip()
@@ -49,5 +49,5 @@ _PATTERNS = tuple(re.compile(p) for p in (
 
 def says_no_change(caption: str) -> bool:
     """True when the caption is phrased as "nothing changed"; False for one describing a change."""
-    text = normalize_caption(caption)
+    text = plain_caption(caption)
     return any(p.search(text) for p in _PATTERNS)

@@ -6,7 +6,9 @@ Exactly the files the params imply are read, for every dataset of the run:
   and their adaptation checkpoint's retrieval (`released.json`, `released_retrieval.json`);
 - training histories: adaptation and every variant × seed (`<train>/<dataset>/...`);
 - the first seed's captions of every variant with the test manifest and the pairs' images, for the
-  qualitative figure only (`<predictions>/<dataset>/...`, `<prepared>/<dataset>`, `<raw>/<dataset>`).
+  qualitative figure only (`<predictions>/<dataset>/...`, `<prepared>/<dataset>`, `<raw>/<dataset>`);
+- the error analysis of every variant × seed and of the constant caption (`<analysis>/<dataset>/...`, written by
+  `clip4idc analyze`): the failure and wrong-attribute tables, the confusion figure and the failure gallery.
 A missing one is an error, never a gap. Every number printed comes from these files or from
 `published.py`.
 """
@@ -21,6 +23,8 @@ from ..io import atomic_paths, json_text, read_json
 from ..metrics.caption import METRIC_KEYS
 from ..params import VARIANTS, Params
 from .plots import ablation_plot, per_type_plot, retrieval_plot, training_curves_plot
+from .analysis_plots import confusion_plot
+from .failures import attribute_table, failure_table, gallery_examples, load_analyses
 from .published import RETRIEVAL
 from .qualitative import qualitative_examples, qualitative_plot
 from .tables import HEADER, ablation_overview, dataset_tables, load_metric_runs, summarise_runs, validate_metric_file
@@ -34,6 +38,7 @@ class ReportInputs:
     predictions: Path | str
     prepared: Path | str
     raw: Path | str
+    analysis: Path | str
 
 
 def _require(files: dict[str, Path], what: str) -> dict[str, Path]:
@@ -116,12 +121,23 @@ def dataset_report(params: Params, name: str, inputs: ReportInputs,
     predictions = {v: read_json(_require({v: Path(inputs.predictions) / name / v / f"seed{seeds[0]}.json"},
                                          "prediction file(s)")[v]) for v in VARIANTS}
     manifest = Prepared(Path(inputs.prepared) / name).manifest(split)
-    qualitative_plot(qualitative_examples(manifest, predictions), Path(inputs.raw) / name / params.data[name].root,
+    image_root = Path(inputs.raw) / name / params.data[name].root
+    qualitative_plot(qualitative_examples(manifest, predictions), image_root,
                      *figure("qualitative"), title=f"{label}, {split} split: captions of seed {seeds[0]}")
+    # The error analysis: what each variant gets wrong (clip4idc analyze), and the adapted model's worst pairs.
+    analyses, others = load_analyses(Path(inputs.analysis) / name, seeds, released=name in params.released)
+    if all("confusion" in a for group in analyses.values() for a in group):
+        confusion_plot({v: [a["confusion"] for a in group] for v, group in analyses.items()}, *figure("confusion"),
+                       title=f"Change type on {label}: true vs caption")
+    qualitative_plot(gallery_examples(manifest, {v: group[0] for v, group in analyses.items()}), image_root,
+                     *figure("failures"), title=f"{label}, {split} split: the adapted model's lowest-scoring pairs "
+                                                f"(seed {seeds[0]})")
 
     lines = dataset_tables(variants=runs, baseline=baseline, retrieval=retrieval, dataset_label=label,
                            published_dataset=dataset.format, comparable=comparable, key=name,
                            released=released, released_retrieval=released_retrieval)
+    lines += failure_table(analyses, others, label, f":{name}")
+    lines += attribute_table(analyses, label, f":{name}")
     return lines, runs, baseline, released
 
 

@@ -103,9 +103,11 @@ def _row_lines(example: Mapping, width_pt: float) -> list[dict]:
     wrap = int((width_pt - _Q_INDENT) / _Q_CHAR)
     kind = example["change_type"] or ("change" if example["changed"] else "no change")
     refs = example["references"]
-    lines = [{"text": f"{kind} · pair {example['pair_id']}", "weight": "bold", "color": "black", "indent": 0.0},
-             {"text": "references:" if len(refs) <= _Q_MAX_REFS else f"references ({_Q_MAX_REFS} of {len(refs)}):",
-              "color": "#444444", "indent": 0.0, "style": "italic"}]
+    lines = [{"text": f"{kind} · pair {example['pair_id']}", "weight": "bold", "color": "black", "indent": 0.0}]
+    # The failure gallery says why a pair was picked (its score and outcome); the qualitative figure has no note.
+    lines += [{"text": part, "color": "black", "indent": 0.0} for part in textwrap.wrap(example.get("note") or "", wrap)]
+    lines.append({"text": "references:" if len(refs) <= _Q_MAX_REFS else f"references ({_Q_MAX_REFS} of {len(refs)}):",
+                  "color": "#444444", "indent": 0.0, "style": "italic"})
     for ref in refs[:_Q_MAX_REFS]:
         for j, part in enumerate(textwrap.wrap(ref, wrap - 2) or [""]):
             lines.append({"text": ("• " if j == 0 else "  ") + part, "color": "#444444", "indent": _Q_INDENT})

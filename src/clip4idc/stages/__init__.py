@@ -19,7 +19,7 @@ import argparse
 
 # In DAG order; the names of the rules, the DVC stages and these modules.
 STAGES = ("fetch", "prepare", "pretrain", "adapt", "released", "finetune", "decode", "baseline", "evaluate",
-          "report", "tables_pdf")
+          "analyze", "report", "tables_pdf")
 # For a user, outside the DAG: `caption` captions any image pair with any fine-tuned checkpoint.
 TOOLS = ("caption",)
 

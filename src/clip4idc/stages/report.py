@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(<dataset>/<variant>/seed<seed>.json); the first seed's feed the qualitative figure")
     p.add_argument("--prepared-dir", required=True, help="folder of prepared datasets (the test manifests)")
     p.add_argument("--raw-dir", required=True, help="folder of the datasets as fetched (the pairs' images)")
+    p.add_argument("--analysis-dir", required=True, help="folder of error analyses (`clip4idc analyze`): "
+                   "<dataset>/<variant>/seed<seed>.json and <dataset>/constant.json")
     p.add_argument("--tables", required=True, help="LaTeX file to write")
     p.add_argument("--plots", required=True, help="folder for the figures (<kind>-<dataset>.png/.pdf)")
     p.add_argument("--summary", required=True, help="JSON to write: mean and sd over seeds per dataset, variant "
@@ -31,5 +33,5 @@ def run(args: argparse.Namespace, params) -> None:
     from ..report.build import ReportInputs, build_report
     build_report(params, ReportInputs(metrics=args.metrics_dir, train=args.train_dir,
                                       predictions=args.predictions_dir, prepared=args.prepared_dir,
-                                      raw=args.raw_dir),
+                                      raw=args.raw_dir, analysis=args.analysis_dir),
                  tables=args.tables, plots_dir=args.plots, summary=args.summary)
