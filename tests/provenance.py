@@ -1,4 +1,4 @@
-"""Every decimal a table may print, derived from the metric files alone (and published.py).
+"""Every decimal a table may print, derived from the metric files and analysis files alone (and published.py).
 
 A printed number outside this set was not read from the run's files: hard-coded, mis-scaled or stale.
 """
@@ -20,11 +20,43 @@ def _sets(run: Mapping) -> list[Mapping]:
     return [run["metrics"], *(s["metrics"] for s in (run.get("subsets") or {}).values())]
 
 
+def _percent_decimals(values: list[float | None]) -> set[str]:
+    if any(v is None for v in values):
+        return set()
+    out = {f"{100 * v:.1f}" for v in values} | {f"{100 * mean(values):.1f}"}
+    return out | ({f"{100 * stdev(values):.1f}"} if len(values) > 1 else set())
+
+
+def analysis_decimals(analyses: Mapping[str, list[dict]], others: Mapping[str, Mapping] = ()) -> set[str]:
+    """The error analysis's tables (per cent, 1 decimal): per variant the failure rates, the share of change pairs
+    given the right type and the wrong-attribute shares, each run's, mean and sd over seeds; `others` (constant,
+    released) one run each. Computed here from the counts, independently of report/failures.py."""
+    allowed = set()
+    groups = [*analyses.values(), *([a] for a in dict(others).values())]
+    for group in groups:
+        counts = [a["counts"] for a in group]
+        for failure, base in (("missed", "n_change"), ("hallucinated", "n_no_change"), ("wrong_type", "n_change"),
+                              ("wrong_object", "n_change"), ("unparsed", "n_change")):
+            if all(failure in c and c[base] for c in counts):
+                allowed |= _percent_decimals([c[failure] / c[base] for c in counts])
+        if all("wrong_attributes" in a for a in group):
+            wrong = [a["wrong_attributes"] for a in group]
+            allowed |= _percent_decimals([w["n_right_type"] / c["n_change"] for w, c in zip(wrong, counts)])
+            for key in ("size", "color", "material", "shape", "new"):
+                if all(w["n_right_type"] for w in wrong):
+                    allowed |= _percent_decimals([w[key] / w["n_right_type"] for w in wrong])
+    return allowed
+
+
 def allowed_decimals(runs: Mapping[str, list[dict]], baseline: Mapping | None = None,
-                     retrieval: Mapping | None = None) -> set[str]:
+                     retrieval: Mapping | None = None, analyses: Mapping[str, list[dict]] | None = None,
+                     analysis_others: Mapping[str, Mapping] = ()) -> set[str]:
     """Per run and pair set: values, means and sds over seeds (×100, 2 decimals); paired differences and
-    p values between every two variants; retrieval numbers; every published number and its source's."""
+    p values between every two variants; retrieval numbers; every published number and its source's; with
+    `analyses`, the error analysis's per-cent figures (`analysis_decimals`)."""
     allowed = {"0.001"}  # p below 0.001 prints as "<0.001"
+    if analyses is not None:
+        allowed |= analysis_decimals(analyses, analysis_others)
     groups = [*runs.values(), *([[baseline]] if baseline else [])]
     for group in groups:
         for i in range(len(_sets(group[0]))):

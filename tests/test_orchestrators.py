@@ -22,14 +22,17 @@ M = "results/metrics/clevr_synth"
 SEEDS = (2021, 2022, 2023)  # `seeds` of params.yaml, which the smoke profile keeps
 VARIANTS = ("clip-ft", "no-adapt", "adapt")
 FIGURES = [f"results/plots/{kind}-clevr_synth.{ext}" for kind in ("ablation", "training", "retrieval", "per_type",
-                                                                 "qualitative") for ext in ("png", "pdf")]
+                                                                 "qualitative", "confusion", "failures")
+           for ext in ("png", "pdf")]
+A = "results/analysis/clevr_synth"
 OUTPUTS = ["results/tables.tex", "results/tables.pdf", "results/ablation.json", *FIGURES,
            f"{M}/constant.json", f"{M}/adapt_retrieval.json",
            *[f"{M}/{v}/seed{s}.json" for v in VARIANTS for s in SEEDS],
+           f"{A}/constant.json", f"{A}/references.json", *[f"{A}/{v}/seed{s}.json" for v in VARIANTS for s in SEEDS],
            "results/live/clevr_synth/adapt/plots/metrics/train/loss.tsv",
            *[f"results/live/clevr_synth/finetune/{v}/seed{s}/plots/metrics/val/CIDEr.tsv" for v in VARIANTS
              for s in SEEDS]]
-DECODE_ONWARDS = {"decode", "evaluate", "report", "tables_pdf"}
+DECODE_ONWARDS = {"decode", "evaluate", "analyze", "report", "tables_pdf"}
 
 
 def _tiny_repo(dest: Path) -> Path:
@@ -188,7 +191,7 @@ def test_dvc_exp_run_with_one_more_seed_runs_only_that_seed(dvc_run, tmp_path):
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "baseline run"], repo)
     seeds = [*SEEDS, 7]
     out = run([str(BIN / "dvc"), "exp", "run", "-n", "seed7", "-S", f"seeds={seeds}"], repo).stdout
-    assert _ran(out) == sorted(["report", "tables_pdf", "finetune_adapt@clevr_synth-7",
+    assert _ran(out) == sorted(["report", "tables_pdf", "analyze@clevr_synth", "finetune_adapt@clevr_synth-7",
                                 *[f"finetune@clevr_synth-{v}-7" for v in ("clip-ft", "no-adapt")],
                                 *[f"{stage}@clevr_synth-{v}-7" for stage in ("decode", "evaluate") for v in VARIANTS]])
     summary = json.loads((repo / "results/ablation.json").read_text())
@@ -208,9 +211,23 @@ def test_every_number_of_the_report_comes_from_the_run_files(snakemake_run, tmp_
     runs = {v: [read_json(snakemake_run / M / v / f"seed{s}.json") for s in SEEDS] for v in VARIANTS}
     baseline = read_json(snakemake_run / M / "constant.json")
     retrieval = read_json(snakemake_run / M / "adapt_retrieval.json")
+    analysis = snakemake_run / A
+    analyses = {v: [read_json(analysis / v / f"seed{s}.json") for s in SEEDS] for v in VARIANTS}
+    others = {"constant": read_json(analysis / "constant.json")}
     tex = (snakemake_run / "results/tables.tex").read_text()
     printed = printed_decimals(tex)
-    assert printed <= allowed_decimals(runs, baseline, retrieval), printed - allowed_decimals(runs, baseline, retrieval)
+    allowed = allowed_decimals(runs, baseline, retrieval, analyses, others)
+    assert printed <= allowed, printed - allowed
+    # The error analysis's tables are printed, and their numbers are the analysis files' (without them, some of
+    # the printed numbers would have no source).
+    assert r"\label{tab:failures:clevr_synth}" in tex and r"\label{tab:attributes:clevr_synth}" in tex
+    assert not printed <= allowed_decimals(runs, baseline, retrieval)
+    # Missed and hallucinated changes are the metric files' change detection, counted by the same detector.
+    for v in VARIANTS:
+        for s, a in zip(SEEDS, analyses[v]):
+            detection = read_json(snakemake_run / M / v / f"seed{s}.json")["detection"]
+            assert a["counts"]["missed"] == detection["n_change"] - detection["n_change_named"]
+            assert a["counts"]["hallucinated"] == detection["n_no_change"] - detection["n_no_change_said"]
     # The summary DVC shows is the mean over the seeds' metric files.
     summary = json.loads((snakemake_run / "results/ablation.json").read_text())["clevr_synth"]
     for v in VARIANTS:
@@ -219,7 +236,7 @@ def test_every_number_of_the_report_comes_from_the_run_files(snakemake_run, tmp_
     again = tmp_path / "again"
     build_report(params_mod.load(snakemake_run / "params.yaml"),
                  ReportInputs(*(snakemake_run / d for d in ("results/metrics", "results/train", "results/predictions",
-                                                            "data/prepared", "data/raw"))),
+                                                            "data/prepared", "data/raw", "results/analysis"))),
                  tables=again / "tables.tex", plots_dir=again / "plots", summary=again / "ablation.json")
     assert (again / "tables.tex").read_text() == tex
     assert json.loads((again / "ablation.json").read_text()) == json.loads(

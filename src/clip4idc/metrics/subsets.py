@@ -8,8 +8,8 @@ Datasets without distractors or change types (Spot-the-Diff, IER) have only the 
 """
 from __future__ import annotations
 
+from ..analysis.no_change import says_no_change as _says_no_change
 from ..data.records import CHANGE_TYPES
-from .caption import normalize_caption
 
 TOTAL = "total"
 
@@ -35,27 +35,22 @@ def evaluation_subsets(manifest: list[dict]) -> dict[str, list[str]]:
     return subsets
 
 
-def _sentence(text: str) -> str:
-    return normalize_caption(text.replace(".", " "))
-
-
 def change_detection(predictions: dict[str, str], references: dict[str, list[str]],
                      subsets: dict[str, list[str]]) -> dict | None:
     """Whether captions tell changed pairs from distractors, where the split has both (else None).
 
-    A caption *says no change* when it is one of the sentences the split's no-change pairs are
-    described with (compared lower-cased, periods and extra spaces dropped); any other caption *names a
-    change*. → the share of change pairs whose caption names a change (`change_named`) and of no-change
-    pairs whose caption says no change (`no_change_said`), with the counts behind them. A model that
-    answers every pair with one sentence scores 1 on one and 0 on the other.
+    A caption *says no change* when the no-change detector (analysis/no_change.says_no_change: phrase patterns,
+    tested on CLEVR-Change's and the embedded data's own no-change sentences) says so; any other caption *names a
+    change*. → the share of change pairs whose caption names a change (`change_named`) and of no-change pairs whose
+    caption says no change (`no_change_said`), with the counts behind them. A model that answers every pair with
+    one sentence scores 1 on one and 0 on the other. The error analysis (`clip4idc analyze`) counts its missed and
+    hallucinated changes with the same detector, so its counts are these.
     """
     if "change" not in subsets or "no-change" not in subsets:
         return None
-    no_change = {_sentence(s) for i in subsets["no-change"] for s in references[i]}
-    says_no_change = {i: _sentence(predictions[i]) in no_change for i in subsets[TOTAL]}
+    says_no_change = {i: _says_no_change(predictions[i]) for i in subsets[TOTAL]}
     named = sum(not says_no_change[i] for i in subsets["change"])
     said = sum(says_no_change[i] for i in subsets["no-change"])
     n_change, n_no_change = len(subsets["change"]), len(subsets["no-change"])
     return {"change_named": named / n_change, "no_change_said": said / n_no_change,
-            "n_change_named": named, "n_change": n_change, "n_no_change_said": said, "n_no_change": n_no_change,
-            "no_change_sentences": len(no_change)}
+            "n_change_named": named, "n_change": n_change, "n_no_change_said": said, "n_no_change": n_no_change}
