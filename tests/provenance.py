@@ -35,8 +35,8 @@ def analysis_decimals(analyses: Mapping[str, list[dict]], others: Mapping[str, M
     groups = [*analyses.values(), *([a] for a in dict(others).values())]
     for group in groups:
         counts = [a["counts"] for a in group]
-        for failure, base in (("missed", "n_change"), ("hallucinated", "n_no_change"), ("wrong_type", "n_change"),
-                              ("wrong_object", "n_change"), ("unparsed", "n_change")):
+        for failure, base in (("right", "n_change"), ("missed", "n_change"), ("hallucinated", "n_no_change"),
+                              ("wrong_type", "n_change"), ("wrong_object", "n_change"), ("unparsed", "n_change")):
             if all(failure in c and c[base] for c in counts):
                 allowed |= _percent_decimals([c[failure] / c[base] for c in counts])
         if all("wrong_attributes" in a for a in group):

@@ -56,13 +56,13 @@ def test_outcomes_counts_and_confusion_equal_hand_counts():
     got = analyze_run(PREDICTIONS, MANIFEST, SCORES, grammar=True)
     assert {p["pair_id"]: p["outcome"] for p in got["pairs"]} == OUTCOMES
     assert [p["pair_id"] for p in got["pairs"]] == [m["pair_id"] for m in MANIFEST]
-    assert got["counts"] == {"n_pairs": 11, "n_change": 8, "n_no_change": 3, "right": 3, "missed": 1,
-                             "hallucinated": 2, "wrong_type": 1, "wrong_object": 3, "unparsed": 1,
+    assert got["counts"] == {"n_pairs": 11, "n_change": 8, "n_no_change": 3, "right": 2, "no_change_right": 1,
+                             "missed": 1, "hallucinated": 2, "wrong_type": 1, "wrong_object": 3, "unparsed": 1,
                              "unparsed_captions": 2}
-    # The change pairs' outcomes partition them.
+    # The change pairs' outcomes partition them; the distractors' too.
     c = got["counts"]
-    assert sum(p["outcome"] == "right" for p in got["pairs"] if p["changed"]) + c["missed"] + c["wrong_type"] \
-        + c["wrong_object"] + c["unparsed"] == c["n_change"]
+    assert c["right"] + c["missed"] + c["wrong_type"] + c["wrong_object"] + c["unparsed"] == c["n_change"]
+    assert c["no_change_right"] + c["hallucinated"] == c["n_no_change"]
     conf = got["confusion"]
     assert conf["true"] == ["color", "material", "add", "drop", "move", "none"]
     assert conf["predicted"] == list(CAPTION_KINDS) == ["color", "material", "add", "drop", "move", "none", "unparsed"]
@@ -77,16 +77,16 @@ def test_outcomes_counts_and_confusion_equal_hand_counts():
     assert wrong == {"c2": ["new"], "a2": ["color"], "v1": ["size"]}
     assert got["pairs"][0]["scores"] == SCORES["c1"]
     rates = failure_rates(got["counts"])
-    assert rates == {"missed": 1 / 8, "hallucinated": 2 / 3, "wrong_type": 1 / 8, "wrong_object": 3 / 8,
+    assert rates == {"right": 2 / 8, "missed": 1 / 8, "hallucinated": 2 / 3, "wrong_type": 1 / 8, "wrong_object": 3 / 8,
                      "unparsed": 1 / 8}
 
 
 def test_without_grammar_only_missed_and_hallucinated_are_judged():
     got = analyze_run(PREDICTIONS, MANIFEST, SCORES, grammar=False)
     assert "confusion" not in got and "wrong_attributes" not in got
-    assert got["counts"] == {"n_pairs": 11, "n_change": 8, "n_no_change": 3, "right": 1, "missed": 1,
-                             "hallucinated": 2, "named": 7}
-    assert failure_rates(got["counts"]) == {"missed": 1 / 8, "hallucinated": 2 / 3, "wrong_type": None,
+    assert got["counts"] == {"n_pairs": 11, "n_change": 8, "n_no_change": 3, "right": 0, "no_change_right": 1,
+                             "missed": 1, "hallucinated": 2, "named": 7}
+    assert failure_rates(got["counts"]) == {"right": None, "missed": 1 / 8, "hallucinated": 2 / 3, "wrong_type": None,
                                             "wrong_object": None, "unparsed": None}
     # Data without distractors (Spot-the-Diff) cannot show a hallucinated change.
     changes = [m for m in MANIFEST if m["changed"]]

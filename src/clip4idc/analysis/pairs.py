@@ -31,7 +31,8 @@ UNPARSED = "unparsed"    # the caption column of what the grammar cannot read
 CAPTION_KINDS = (*CHANGE_KINDS, UNPARSED)
 # The failures the report tabulates, each a share of the pairs it can happen to (`FAILURE_OF`).
 FAILURES = ("missed", "hallucinated", "wrong_type", "wrong_object", "unparsed")
-FAILURE_OF = {"missed": "n_change", "hallucinated": "n_no_change", "wrong_type": "n_change",
+SHARES = ("right", *FAILURES)   # with the change pairs judged right
+FAILURE_OF = {"right": "n_change", "missed": "n_change", "hallucinated": "n_no_change", "wrong_type": "n_change",
               "wrong_object": "n_change", "unparsed": "n_change"}
 WRONG_ATTRIBUTES = (*ATTRIBUTES, "new")
 
@@ -122,6 +123,7 @@ def analyze_run(predictions: Mapping[str, str], manifest: Sequence[Mapping], sco
         truth = truths.get(pair_id) if grammar else None
         outcome, wrong = _outcome(entry, said, parsed, truth, grammar)
         outcomes[outcome] += 1
+        outcomes["no_change_right"] += not entry["changed"] and outcome == "right"
         attributes.update(wrong)
         if entry["changed"] and outcome in ("right", "wrong_object"):   # a distractor's "right" names no type
             attributes["n_right_type"] += 1
@@ -137,8 +139,12 @@ def analyze_run(predictions: Mapping[str, str], manifest: Sequence[Mapping], sco
                 confusion[true_kind][caption_kind] += 1
         pairs.append(record)
     n_change = sum(e["changed"] for e in manifest)
+    # "right" counts change pairs only (a distractor's right caption is counted by `no_change_right`), so that
+    # right + missed + wrong_type + wrong_object + unparsed (or named) = n_change.
     counts = {"n_pairs": len(manifest), "n_change": n_change, "n_no_change": len(manifest) - n_change,
-              **{k: outcomes[k] for k in ("right", "missed", "hallucinated")}}
+              "right": outcomes["right"] - outcomes["no_change_right"],
+              "no_change_right": outcomes["no_change_right"],
+              **{k: outcomes[k] for k in ("missed", "hallucinated")}}
     if grammar:
         counts |= {k: outcomes[k] for k in ("wrong_type", "wrong_object", UNPARSED)}
         counts["unparsed_captions"] = unparsed_captions
@@ -154,10 +160,13 @@ def analyze_run(predictions: Mapping[str, str], manifest: Sequence[Mapping], sco
 
 
 def failure_rates(counts: Mapping[str, int]) -> dict[str, float | None]:
-    """Each failure of FAILURES as a share of the pairs it can happen to (None where there are none, or where the
-    run's data cannot show it: hallucination without distractors, wrong type without a grammar)."""
+    """The share of the pairs each outcome of SHARES can happen to (`FAILURE_OF`): None where there are no such
+    pairs, or where the run's data cannot show it (hallucination without distractors; a right caption, a wrong
+    type or object and an unparsed caption without the grammar)."""
+    grammar = "wrong_type" in counts
     rates = {}
-    for failure in FAILURES:
-        n = counts.get(FAILURE_OF[failure], 0)
-        rates[failure] = counts[failure] / n if failure in counts and n else None
+    for outcome in SHARES:
+        n = counts.get(FAILURE_OF[outcome], 0)
+        judged = outcome in counts and (grammar or outcome != "right")
+        rates[outcome] = counts[outcome] / n if judged and n else None
     return rates

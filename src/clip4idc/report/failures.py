@@ -19,14 +19,15 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Mapping, Sequence
 
-from ..analysis.pairs import FAILURE_OF, FAILURES, WRONG_ATTRIBUTES, failure_rates
+from ..analysis.pairs import FAILURE_OF, SHARES, WRONG_ATTRIBUTES, failure_rates
+from ..data.records import CHANGE_TYPES
 from ..io import read_json
 from ..params import VARIANTS
 from . import BASELINE_LABEL, VARIANT_LABELS
 from .tables import RELEASED_LABEL, _row, _table, latex_escape
 
 ANALYSIS_KEYS = ("variant", "seed", "split", "grammar", "n_pairs", "counts", "pairs")
-FAILURE_LABELS = {"missed": "Missed change", "hallucinated": "Hallucinated change", "wrong_type": "Wrong type",
+FAILURE_LABELS = {"right": "Right", "missed": "Missed change", "hallucinated": "Hallucinated change", "wrong_type": "Wrong type",
                   "wrong_object": "Wrong object", "unparsed": "Unparsed"}
 ATTRIBUTE_LABELS = {"size": "Size", "color": "Colour", "material": "Material", "shape": "Shape",
                     "new": "New colour / material"}
@@ -40,7 +41,7 @@ def _check(content, source: str) -> dict:
         raise ValueError(f"{source}: not an analysis file (`clip4idc analyze`): missing keys "
                          f"{missing if isinstance(content, dict) else list(ANALYSIS_KEYS)}")
     counts = content["counts"]
-    for failure in FAILURES:
+    for failure in SHARES:
         if failure in counts and counts[failure] > counts.get(FAILURE_OF[failure], 0):
             raise ValueError(f"{source}: counts[{failure!r}] = {counts[failure]} exceeds "
                              f"{FAILURE_OF[failure]} = {counts.get(FAILURE_OF[failure])}")
@@ -83,7 +84,7 @@ def failure_table(runs: Mapping[str, list[dict]], others: Mapping[str, Mapping],
     constant = others["constant"]
     rates = {v: [failure_rates(a["counts"]) for a in group] for v, group in runs.items()}
     rates |= {name: [failure_rates(a["counts"])] for name, a in others.items()}
-    shown = [f for f in FAILURES if any(r[f] is not None for group in rates.values() for r in group)]
+    shown = [f for f in SHARES if any(r[f] is not None for group in rates.values() for r in group)]
     if not shown:
         return [f"% No failure table on {latex_escape(label)}: its data has neither change nor no-change pairs.", ""]
     body = [_row(["Model", *(FAILURE_LABELS[f] for f in shown)]), r"\midrule"]
@@ -95,6 +96,8 @@ def failure_table(runs: Mapping[str, list[dict]], others: Mapping[str, Mapping],
     counts = constant["counts"]
     seeds = len(next(iter(runs.values())))
     definitions = {
+        "right": r"right: a change pair's caption names the right kind of change and, as far as it names them, the "
+                 r"object's attributes and the new colour / material the references agree on",
         "missed": rf"missed change: a change pair's caption says no change (of {counts['n_change']} change pairs)",
         "hallucinated": rf"hallucinated change: a distractor's caption does not (of {counts['n_no_change']} "
                         r"no-change pairs)",
@@ -106,7 +109,8 @@ def failure_table(runs: Mapping[str, list[dict]], others: Mapping[str, Mapping],
     caption = (rf"Failures on {latex_escape(label)} ({latex_escape(constant['split'])} split), per cent, "
                + (rf"mean $\pm$ sample sd over {seeds} seeds" if seeds > 1 else "one seed")
                + ". " + "; ".join(definitions[f] for f in shown)
-               + r". Change-pair columns are shares of the change pairs and, with the right ones, add up to 100. "
+               + r". Every column but the hallucinated one is a share of the change pairs; where the grammar runs they "
+               r"add up to 100. "
                r"From the captions, references and manifest alone (\texttt{clip4idc analyze}).")
     return _table(body, "l" + "r" * len(shown), caption, "tab:failures" + suffix)
 
@@ -153,7 +157,8 @@ def gallery_examples(manifest: Sequence[Mapping], first_seed: Mapping[str, Mappi
     def kind(p: Mapping) -> str:
         return p["change_type"] or ("change" if p["changed"] else "no change")
 
-    kinds = list(dict.fromkeys(kind(p) for p in sorted(ranked, key=lambda p: order[p["pair_id"]])))
+    present = {kind(p) for p in ranked}
+    kinds = [k for k in (*CHANGE_TYPES, "change", "no change") if k in present]   # the change types' order, then the rest
     typed = any(p["change_type"] for p in ranked)
     chosen = []
     for k in (kinds if typed else [None]):
