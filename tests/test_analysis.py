@@ -7,7 +7,8 @@ from statistics import mean, stdev
 
 import pytest
 
-from clip4idc.analysis.pairs import CAPTION_KINDS, analyze_run, detector_coverage, failure_rates, reference_truths
+from clip4idc.analysis.outcomes import failure_rates
+from clip4idc.analysis.pairs import CAPTION_KINDS, analyze_run, detector_coverage, reference_truths
 from conftest import require
 
 

@@ -166,7 +166,7 @@ KEY_EDITS = {
     "adapt.distractor_swap_p": 0.25,                # adapt
     "finetune.patience": 3,                         # finetune
     "decode.beam_size": 2,                          # decode
-    "decode.split": "val",                          # decode, baseline, evaluate, report
+    "decode.split": "val",                          # decode, baseline, evaluate, analyze, report
     "evaluate.spice": False,                        # evaluate
     "data.clevr_synth.label": "renamed",            # report
     "data.clevr_synth.overrides": {"decode": {"max_len": 4}},   # every stage of the dataset
@@ -181,7 +181,7 @@ KEY_EDITS = {
 EXPECTED_RULES = {
     "synthesize.seed": {"fetch"}, "prepare.workers": {"prepare"}, "data.clevr_synth.label": {"report"},
     "seeds": set(), "released": set(), "profiles.paper.finetune.epochs": set(), "execution.checkpoint_every": set(),
-    "download.retries": set(), "decode.split": {"decode", "baseline", "evaluate", "report"},
+    "download.retries": set(), "decode.split": {"decode", "baseline", "evaluate", "analyze", "report"},
 }
 
 
@@ -207,7 +207,7 @@ SMOKE_STAGES = tuple(s for s in STAGES if s != "released")
 # One file of each stage's import closure, chosen to be in as few closures as possible, and files
 # several stages share.
 FILE_EDITS = {f"src/clip4idc/stages/{s}.py": {s} for s in SMOKE_STAGES} | {
-    "src/clip4idc/data/synthetic.py": {"fetch"},
+    "src/clip4idc/data/synthetic.py": {"fetch", "analyze"},   # the generator; CLEVR's vocabulary for the grammar
     "src/clip4idc/data/prepare.py": {"prepare"},
     "src/clip4idc/train/pretrain.py": {"pretrain"},
     "src/clip4idc/train/adapt.py": {"adapt"},
@@ -215,6 +215,9 @@ FILE_EDITS = {f"src/clip4idc/stages/{s}.py": {s} for s in SMOKE_STAGES} | {
     "src/clip4idc/generate.py": {"finetune", "decode"},
     "src/clip4idc/text.py": {"adapt", "finetune", "decode"},
     "src/clip4idc/metrics/subsets.py": {"evaluate"},
+    "src/clip4idc/analysis/clevr_grammar.py": {"analyze"},
+    "src/clip4idc/analysis/no_change.py": {"evaluate", "analyze"},
+    "src/clip4idc/analysis/outcomes.py": {"analyze", "report"},
     "src/clip4idc/report/plots.py": {"report"},
     "src/clip4idc/model_configs/clip4idc-tiny.json": {"pretrain", "adapt", "finetune", "decode"},
     "src/clip4idc/params.py": set(SMOKE_STAGES),

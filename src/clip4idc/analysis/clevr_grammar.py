@@ -17,12 +17,12 @@ from typing import Sequence
 from ..data.records import CHANGE_TYPES
 from ..data.synthetic import COLORS, MATERIALS, SHAPES, SIZES, SYNONYMS
 from .no_change import plain_caption, says_no_change
+from .outcomes import ATTRIBUTES
 
 __all__ = ["ATTRIBUTES", "CHANGE_KINDS", "ObjectRef", "ParsedCaption", "caption_truth", "parse_caption",
            "wrong_attributes"]
 
 CHANGE_KINDS = CHANGE_TYPES + ("none",)
-ATTRIBUTES = ("size", "color", "material", "shape")
 
 _CANONICAL = {"size": SIZES, "color": tuple(COLORS), "material": MATERIALS, "shape": SHAPES}
 # Every word of CLEVR's vocabulary mapped to (attribute, canonical value).

@@ -23,18 +23,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Mapping, Sequence
 
-from .clevr_grammar import ATTRIBUTES, CHANGE_KINDS, ParsedCaption, caption_truth, parse_caption, wrong_attributes
+from .clevr_grammar import CHANGE_KINDS, ParsedCaption, caption_truth, parse_caption, wrong_attributes
 from .no_change import says_no_change
+from .outcomes import ATTRIBUTES, WRONG_ATTRIBUTES
 
 NONE = "none"            # the change kind of a distractor pair and of a caption that says no change
 UNPARSED = "unparsed"    # the caption column of what the grammar cannot read
 CAPTION_KINDS = (*CHANGE_KINDS, UNPARSED)
-# The failures the report tabulates, each a share of the pairs it can happen to (`FAILURE_OF`).
-FAILURES = ("missed", "hallucinated", "wrong_type", "wrong_object", "unparsed")
-SHARES = ("right", *FAILURES)   # with the change pairs judged right
-FAILURE_OF = {"right": "n_change", "missed": "n_change", "hallucinated": "n_no_change", "wrong_type": "n_change",
-              "wrong_object": "n_change", "unparsed": "n_change"}
-WRONG_ATTRIBUTES = (*ATTRIBUTES, "new")
 
 
 def _true_kind(entry: Mapping) -> str:
@@ -157,16 +152,3 @@ def analyze_run(predictions: Mapping[str, str], manifest: Sequence[Mapping], sco
         result["wrong_attributes"] = {"n_right_type": attributes["n_right_type"],
                                       **{a: attributes[a] for a in WRONG_ATTRIBUTES}}
     return result
-
-
-def failure_rates(counts: Mapping[str, int]) -> dict[str, float | None]:
-    """The share of the pairs each outcome of SHARES can happen to (`FAILURE_OF`): None where there are no such
-    pairs, or where the run's data cannot show it (hallucination without distractors; a right caption, a wrong
-    type or object and an unparsed caption without the grammar)."""
-    grammar = "wrong_type" in counts
-    rates = {}
-    for outcome in SHARES:
-        n = counts.get(FAILURE_OF[outcome], 0)
-        judged = outcome in counts and (grammar or outcome != "right")
-        rates[outcome] = counts[outcome] / n if judged and n else None
-    return rates

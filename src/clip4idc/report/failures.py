@@ -19,7 +19,7 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Mapping, Sequence
 
-from ..analysis.pairs import FAILURE_OF, SHARES, WRONG_ATTRIBUTES, failure_rates
+from ..analysis.outcomes import FAILURE_OF, SHARES, WRONG_ATTRIBUTES, failure_rates
 from ..data.records import CHANGE_TYPES
 from ..io import read_json
 from ..params import VARIANTS
