@@ -141,7 +141,8 @@ def test_snakemake_report_holds_every_figure_and_table_with_its_caption(snakemak
     # Captions are rendered per figure kind (workflow/report/figure.rst), not one text for all.
     for phrase in ("constant-caption floor", "Training curves on", "Adaptation-stage retrieval on",
                    "each set scored as a corpus of its own", "Pairs are picked by position, never by outcome",
-                   "compiled with pdflatex", "reproduced it"):
+                   "compiled with pdflatex", "reproduced it", "read by the CLEVR-Change grammar",
+                   "Failure gallery of"):
         assert phrase in html, phrase
 
 
