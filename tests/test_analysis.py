@@ -182,3 +182,22 @@ def test_analyze_stage_writes_every_run_and_per_pair_cider_equals_pycocoevalcap(
     with pytest.raises(FileNotFoundError, match="seed2.json"):
         analyze_predictions(runs, refs, MANIFEST, tmp_path / "other", split="test", dataset="d", grammar=True)
     assert not (tmp_path / "other").exists()
+
+
+def test_report_parts_without_grammar_or_distractors():
+    """Spot-the-Diff / IER: no change types, no distractors, no grammar: the failure table has the missed column
+    only, the attribute table is a comment, and the gallery shows the lowest-scoring pairs overall."""
+    from clip4idc.report.failures import attribute_table, failure_table, gallery_examples
+    manifest = [_pair(f"s{k}", None, [f"the car number {k} is gone", "a car left"]) for k in range(7)]
+    preds = {m["pair_id"]: ("there is no difference" if k < 2 else "the car is gone") for k, m in enumerate(manifest)}
+    scores = {m["pair_id"]: {"BLEU-4": 0.0, "METEOR": 0.0, "CIDEr": [0.5, 0.1, 0.9, 0.2, 0.3, 0.0, 0.7][k]}
+              for k, m in enumerate(manifest)}
+    run = {"variant": "adapt", "seed": 1, "split": "test", "grammar": False,
+           **analyze_run(preds, manifest, scores, grammar=False)}
+    assert run["counts"]["missed"] == 2 and run["counts"]["named"] == 5
+    tex = "\n".join(failure_table({"adapt": [run]}, {"constant": run}, "Spot", ":s"))
+    header = next(line for line in tex.splitlines() if line.startswith("Model"))
+    assert header == r"Model & Missed change \\" and "28.6" in tex   # 2 of 7
+    assert attribute_table({"adapt": [run]}, "Spot", ":s")[0].startswith("% No wrong-attribute table")
+    examples = gallery_examples(manifest, {"adapt": run})
+    assert [e["pair_id"] for e in examples] == ["s5", "s1", "s3", "s4", "s0"]   # CIDEr-D ascending
