@@ -41,11 +41,12 @@ def run(args: argparse.Namespace, params) -> None:
     if args.dataset in params.released:
         runs["released"] = Path(args.predictions_dir) / "released.json"
     analyze_predictions(runs, prepared.references(split), prepared.manifest(split), args.out, split=split,
-                        dataset=args.dataset, grammar=params.data[args.dataset].format in GRAMMAR_FORMATS)
+                        dataset=args.dataset, grammar=params.data[args.dataset].format in GRAMMAR_FORMATS,
+                        progress=args.progress)
 
 
 def analyze_predictions(runs: dict[str, str | Path], references: dict[str, list[str]], manifest: list[dict],
-                        out: str | Path, *, split: str, dataset: str, grammar: bool) -> None:
+                        out: str | Path, *, split: str, dataset: str, grammar: bool, progress: bool = True) -> None:
     """`runs`: {"<variant>/seed<seed>", "constant" or "released": predictions file}. Every file is read and checked before
     anything is written; the folder `out` appears whole or not at all."""
     from tqdm import tqdm
@@ -64,7 +65,7 @@ def analyze_predictions(runs: dict[str, str | Path], references: dict[str, list[
     truths, coverage = reference_truths(manifest) if grammar else ({}, {})
     results = {}
     with CaptionScorer() as scorer:
-        for name, preds in tqdm(predictions.items(), desc=f"analyze {dataset}", unit="run"):
+        for name, preds in tqdm(predictions.items(), desc=f"analyze {dataset}", unit="run", disable=not progress):
             scores = scorer.per_pair(preds, references, pred_name=str(runs[name]), ref_name=f"{split} references")
             variant, _, seed = name.partition("/seed")
             results[name] = {"dataset": dataset, "split": split, "variant": variant,
