@@ -316,14 +316,14 @@ def test_change_detection_counts_captions_that_name_a_change_and_that_say_no_cha
     subsets = {"total": list(refs), "change": ["c1", "c2", "c3"], "no-change": ["n1", "n2"]}
     preds = {"c1": "the red cube moved", "c2": "Nothing  has changed", "c3": "there are no changes",
              "n1": "the two scenes are identical .", "n2": "a sphere was added"}
-    got = change_detection(preds, refs, subsets)
+    got = change_detection(preds, subsets)
     # c2 and c3 say no change (case, spaces, the period ignored; c3 a paraphrase no reference uses); n1 does,
     # n2 names a change.
     assert got == {"change_named": 1 / 3, "no_change_said": 1 / 2, "n_change_named": 1, "n_change": 3,
                    "n_no_change_said": 1, "n_no_change": 2}
     constant = {i: "nothing has changed" for i in refs}
-    assert change_detection(constant, refs, subsets)["change_named"] == 0.0
-    assert change_detection(preds, refs, {"total": list(refs)}) is None   # no distractors: not defined
+    assert change_detection(constant, subsets)["change_named"] == 0.0
+    assert change_detection(preds, {"total": list(refs)}) is None   # no distractors: not defined
 
 
 @needs_java

@@ -35,8 +35,7 @@ def evaluation_subsets(manifest: list[dict]) -> dict[str, list[str]]:
     return subsets
 
 
-def change_detection(predictions: dict[str, str], references: dict[str, list[str]],
-                     subsets: dict[str, list[str]]) -> dict | None:
+def change_detection(predictions: dict[str, str], subsets: dict[str, list[str]]) -> dict | None:
     """Whether captions tell changed pairs from distractors, where the split has both (else None).
 
     A caption *says no change* when the no-change detector (analysis/no_change.says_no_change: phrase patterns,

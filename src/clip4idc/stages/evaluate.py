@@ -56,7 +56,7 @@ def evaluate_predictions(predictions: str | Path, references: str | Path, out: s
     scored = {name: {"n_pairs": len(subsets[name]), "metrics": scores[name]} for name in subsets if name != TOTAL}
     result = {"variant": variant, "seed": seed, "split": split, "n_pairs": len(refs), "metrics": metrics,
               "subsets": scored, "skipped": skipped}
-    if (detection := change_detection(preds, refs, subsets)) is not None:
+    if (detection := change_detection(preds, subsets)) is not None:
         result["detection"] = detection
     write_json(out, result)
     return result
