@@ -147,15 +147,7 @@ class CaptionScorer:
         own, so the tokens, and every score, are those of separate `score` calls (tested), at the cost
         of two JVM starts instead of two per subset.
         """
-        if self._closed:
-            raise RuntimeError("this CaptionScorer was closed; create a new one")
-        check_caption_inputs(predictions, references, pred_name, ref_name)
-        known = set(references)
-        for name, ids in subsets.items():
-            if not ids or not set(ids) <= known:
-                raise ValueError(f"subset {name!r}: expected a non-empty list of ids of {ref_name}")
-        gts = self._tokenize({i: references[i] for i in references})
-        res = self._tokenize({i: [predictions[i]] for i in references})
+        gts, res = self._tokenized(predictions, references, pred_name, ref_name, subsets)
         return {name: self._metrics({i: gts[i] for i in ids}, {i: res[i] for i in ids})
                 for name, ids in subsets.items()}
 
@@ -166,12 +158,8 @@ class CaptionScorer:
         those of all the references passed (a split's: what its corpus CIDEr uses). BLEU-4 is
         pycocoevalcap's sentence BLEU (its smoothing, 'closest' reference length); METEOR the JVM's
         segment score. Ids in the order of `references`."""
-        if self._closed:
-            raise RuntimeError("this CaptionScorer was closed; create a new one")
-        check_caption_inputs(predictions, references, pred_name, ref_name)
+        gts, res = self._tokenized(predictions, references, pred_name, ref_name)
         ids = list(references)
-        gts = self._tokenize({i: references[i] for i in ids})
-        res = self._tokenize({i: [predictions[i]] for i in ids})
         _, bleu = self._bleu.compute_score(gts, res, verbose=0)
         _, meteor = self._run_meteor(gts, res)
         _, cider = self._cider.compute_score(gts, res)
@@ -192,6 +180,21 @@ class CaptionScorer:
         self.close()
 
     # -- internals --------------------------------------------------------------------------
+    def _tokenized(self, predictions: Mapping[str, str], references: Mapping[str, list[str]], pred_name: str,
+                   ref_name: str, subsets: Mapping[str, list[str]] | None = None
+                   ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """The inputs (and `subsets`) checked, then as pycocoevalcap's tokenised gts / res, in the order of
+        `references`: no JVM starts for inputs that would be refused."""
+        if self._closed:
+            raise RuntimeError("this CaptionScorer was closed; create a new one")
+        check_caption_inputs(predictions, references, pred_name, ref_name)
+        known = set(references)
+        for name, ids in (subsets or {}).items():
+            if not ids or not set(ids) <= known:
+                raise ValueError(f"subset {name!r}: expected a non-empty list of ids of {ref_name}")
+        return (self._tokenize({i: references[i] for i in references}),
+                self._tokenize({i: [predictions[i]] for i in references}))
+
     def _metrics(self, gts: dict[str, list[str]], res: dict[str, list[str]]) -> dict[str, float]:
         """The scores of tokenised captions (pycocoevalcap's gts / res), in the dicts' id order."""
         bleu, _ = self._bleu.compute_score(gts, res, verbose=0)
