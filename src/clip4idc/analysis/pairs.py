@@ -108,47 +108,37 @@ def analyze_run(predictions: Mapping[str, str], manifest: Sequence[Mapping], sco
         raise ValueError(f"{len(extra)} captions are for pairs not in the split, e.g. {extra[:5]}")
     if grammar and truths is None:
         truths = reference_truths(manifest)[0]
-    pairs, outcomes, attributes = [], Counter(), Counter()
-    confusion = {kind: Counter() for kind in CHANGE_KINDS}
-    unparsed_captions = 0
+    pairs = []
     for entry in manifest:
         pair_id, caption = entry["pair_id"], predictions[entry["pair_id"]]
         said = says_no_change(caption)
         parsed = parse_caption(caption) if grammar else None
         truth = truths.get(pair_id) if grammar else None
         outcome, wrong = _outcome(entry, said, parsed, truth, grammar)
-        outcomes[outcome] += 1
-        outcomes["no_change_right"] += not entry["changed"] and outcome == "right"
-        attributes.update(wrong)
-        if entry["changed"] and outcome in ("right", "wrong_object"):   # a distractor's "right" names no type
-            attributes["n_right_type"] += 1
         record = {"pair_id": pair_id, "changed": bool(entry["changed"]), "change_type": entry["change_type"],
                   "caption": caption, "scores": dict(scores[pair_id]), "says_no_change": said, "outcome": outcome}
         if grammar:
-            caption_kind = NONE if said else (parsed.change_type if parsed is not None else UNPARSED)
-            unparsed_captions += caption_kind == UNPARSED
-            record["caption_type"] = caption_kind
+            record["caption_type"] = NONE if said else (parsed.change_type if parsed is not None else UNPARSED)
             record["wrong_attributes"] = list(wrong)
-            true_kind = _true_kind(entry)
-            if true_kind in confusion:
-                confusion[true_kind][caption_kind] += 1
         pairs.append(record)
-    n_change = sum(e["changed"] for e in manifest)
-    # "right" counts change pairs only (a distractor's right caption is counted by `no_change_right`), so that
-    # right + missed + wrong_type + wrong_object + unparsed (or named) = n_change.
-    counts = {"n_pairs": len(manifest), "n_change": n_change, "n_no_change": len(manifest) - n_change,
-              "right": outcomes["right"] - outcomes["no_change_right"],
-              "no_change_right": outcomes["no_change_right"],
-              **{k: outcomes[k] for k in ("missed", "hallucinated")}}
+    # Every count is read off the records, e.g. by (is a change pair, outcome). A distractor's right caption is
+    # `no_change_right`, so that right + missed + wrong_type + wrong_object + unparsed (or named) = n_change.
+    by = Counter((p["changed"], p["outcome"]) for p in pairs)
+    n_change = sum(p["changed"] for p in pairs)
+    counts = {"n_pairs": len(pairs), "n_change": n_change, "n_no_change": len(pairs) - n_change,
+              "right": by[True, "right"], "no_change_right": by[False, "right"],
+              "missed": by[True, "missed"], "hallucinated": by[False, "hallucinated"]}
     if grammar:
-        counts |= {k: outcomes[k] for k in ("wrong_type", "wrong_object", UNPARSED)}
-        counts["unparsed_captions"] = unparsed_captions
+        counts |= {k: by[True, k] for k in ("wrong_type", "wrong_object", UNPARSED)}
+        counts["unparsed_captions"] = sum(p["caption_type"] == UNPARSED for p in pairs)
     else:
-        counts["named"] = outcomes["named"]
+        counts["named"] = by[True, "named"]
     result = {"n_pairs": len(manifest), "counts": counts, "pairs": pairs}
     if grammar:
+        confusion = Counter((_true_kind(p), p["caption_type"]) for p in pairs)   # untyped change pairs: no row
         result["confusion"] = {"true": list(CHANGE_KINDS), "predicted": list(CAPTION_KINDS),
-                               "counts": [[confusion[t][p] for p in CAPTION_KINDS] for t in CHANGE_KINDS]}
-        result["wrong_attributes"] = {"n_right_type": attributes["n_right_type"],
-                                      **{a: attributes[a] for a in WRONG_ATTRIBUTES}}
+                               "counts": [[confusion[t, c] for c in CAPTION_KINDS] for t in CHANGE_KINDS]}
+        wrong = Counter(a for p in pairs for a in p["wrong_attributes"])
+        result["wrong_attributes"] = {"n_right_type": counts["right"] + counts["wrong_object"],
+                                      **{a: wrong[a] for a in WRONG_ATTRIBUTES}}
     return result
