@@ -24,6 +24,7 @@ from ..data.records import CHANGE_TYPES
 from ..io import read_json
 from ..params import VARIANTS
 from . import BASELINE_LABEL, VARIANT_LABELS
+from .qualitative import pair_kind
 from .tables import RELEASED_LABEL, _row, _table, latex_escape
 
 ANALYSIS_KEYS = ("variant", "seed", "split", "grammar", "n_pairs", "counts", "pairs")
@@ -153,16 +154,12 @@ def gallery_examples(manifest: Sequence[Mapping], first_seed: Mapping[str, Mappi
     if unknown:
         raise ValueError(f"gallery_examples: pairs {unknown[:5]} of the analysis are not in the manifest")
     order = {m["pair_id"]: k for k, m in enumerate(manifest)}
-
-    def kind(p: Mapping) -> str:
-        return p["change_type"] or ("change" if p["changed"] else "no change")
-
-    present = {kind(p) for p in ranked}
+    present = {pair_kind(p) for p in ranked}
     kinds = [k for k in (*CHANGE_TYPES, "change", "no change") if k in present]   # the change types' order, then the rest
     typed = any(p["change_type"] for p in ranked)
     chosen = []
     for k in (kinds if typed else [None]):
-        pool = [p for p in ranked if k is None or kind(p) == k]
+        pool = [p for p in ranked if k is None or pair_kind(p) == k]
         pool.sort(key=lambda p: (p["scores"][GALLERY_SCORE], order[p["pair_id"]]))
         chosen += pool[:per_kind if typed else 5 * per_kind]
     examples = []

@@ -98,10 +98,15 @@ def _text_color(color: str) -> tuple[float, float, float]:
     return tuple(0.62 * c for c in to_rgb(color))
 
 
+def pair_kind(pair: Mapping) -> str:
+    """What a pair is, as the figures name it: its change type, else "change" or "no change"."""
+    return pair["change_type"] or ("change" if pair["changed"] else "no change")
+
+
 def _row_lines(example: Mapping, width_pt: float) -> list[dict]:
     """The text block beside a pair's images, one dict per printed line (text, indent, style)."""
     wrap = int((width_pt - _Q_INDENT) / _Q_CHAR)
-    kind = example["change_type"] or ("change" if example["changed"] else "no change")
+    kind = pair_kind(example)
     refs = example["references"]
     lines = [{"text": f"{kind} · pair {example['pair_id']}", "weight": "bold", "color": "black", "indent": 0.0}]
     # The failure gallery says why a pair was picked (its score and outcome); the qualitative figure has no note.
