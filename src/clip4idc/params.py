@@ -27,6 +27,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 VARIANTS = ("clip-ft", "no-adapt", "adapt")
 
 
+def captioner_files(root: str | Path, seeds, released: bool = False) -> dict[str, Path]:
+    """One file per captioner of a run, as decode, evaluate and analyze name theirs in a dataset's folder `root`:
+    {"<variant>/seed<seed>": <variant>/seed<seed>.json for every variant and seed, "constant": constant.json and
+    (`released`) "released": released.json}."""
+    root = Path(root)
+    files = {f"{v}/seed{s}": root / v / f"seed{s}.json" for v in VARIANTS for s in seeds}
+    files["constant"] = root / "constant.json"
+    if released:
+        files["released"] = root / "released.json"
+    return files
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 

@@ -57,8 +57,8 @@ class ParsedCaption:
         if self.change_type not in CHANGE_KINDS:
             raise ValueError(f"change type {self.change_type!r} is not one of {CHANGE_KINDS}")
         if (self.obj is None) != (self.change_type == "none"):
-            raise ValueError(f"a {self.change_type!r} caption {'names no' if self.change_type == 'none' else 'needs an'}"
-                             " object")
+            needs = "names no" if self.change_type == "none" else "needs an"
+            raise ValueError(f"a {self.change_type!r} caption {needs} object")
         if self.new is not None:
             allowed = {"color": _CANONICAL["color"], "material": _CANONICAL["material"]}.get(self.change_type, ())
             if self.new not in allowed:

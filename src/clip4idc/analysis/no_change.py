@@ -37,7 +37,8 @@ _PATTERNS = tuple(re.compile(p) for p in (
     r"\b(?:did|does|do|has|have|had|is|are|was|were)\s+not\s+(?:been\s+)?(?:really\s+)?"
     r"(?:change|changed|changes|modified|altered|moved)(?:\s+at\s+all|\s+anything|\s+in\s+any\s+way)?$",
     # "remains the same", "stayed the same", "remain identical": these verbs never occur in change captions
-    r"\b(?:remain|remains|remained|stay|stays|stayed)\s+(?:exactly\s+|just\s+|still\s+)?(?:the\s+same|identical|unchanged)\b",
+    r"\b(?:remain|remains|remained|stay|stays|stayed)\s+(?:exactly\s+|just\s+|still\s+)?"
+    r"(?:the\s+same|identical|unchanged)\b",
     # "the scene is the same as before", "the two images look the same", "everything is the same"
     r"\b(?:is|are|was|were|look|looks|looked|seem|seems|seemed|appear|appears|appeared)\s+(?:to\s+be\s+)?"
     r"(?:still\s+|exactly\s+|just\s+|completely\s+|entirely\s+)?the\s+same" + _SAME_TAIL,

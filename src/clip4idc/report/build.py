@@ -21,7 +21,7 @@ from typing import Sequence
 from ..data.prepared import Prepared
 from ..io import atomic_paths, json_text, read_json
 from ..metrics.caption import METRIC_KEYS
-from ..params import VARIANTS, Params
+from ..params import VARIANTS, Params, captioner_files
 from .plots import ablation_plot, per_type_plot, retrieval_plot, training_curves_plot
 from .analysis_plots import confusion_plot
 from .failures import attribute_table, failure_table, gallery_examples, load_analyses
@@ -53,13 +53,16 @@ def _require(files: dict[str, Path], what: str) -> dict[str, Path]:
 def metric_files(metrics_dir: str | Path, seeds: Sequence[int], released: bool = False) -> dict[str, Path]:
     """The metric files of one dataset, in its folder `metrics_dir` (`released`: with the released weights')."""
     root = Path(metrics_dir)
-    files = {f"{v}/seed{s}": root / v / f"seed{s}.json" for v in VARIANTS for s in seeds}
-    files["constant"] = root / "constant.json"
+    files = captioner_files(root, seeds, released)
     files["retrieval"] = root / "adapt_retrieval.json"
     if released:
-        files["released"] = root / "released.json"
         files["released_retrieval"] = root / "released_retrieval.json"
     return _require(files, "metric file(s)")
+
+
+def analysis_files(analysis_dir: str | Path, seeds: Sequence[int], released: bool = False) -> dict[str, Path]:
+    """The error analyses of one dataset (`clip4idc analyze`), in its folder `analysis_dir`."""
+    return _require(captioner_files(analysis_dir, seeds, released), "analysis file(s) (clip4idc analyze)")
 
 
 def history_files(train_dir: str | Path, seeds: Sequence[int]) -> dict[str, Path]:
@@ -125,7 +128,8 @@ def dataset_report(params: Params, name: str, inputs: ReportInputs,
     qualitative_plot(qualitative_examples(manifest, predictions), image_root,
                      *figure("qualitative"), title=f"{label}, {split} split: captions of seed {seeds[0]}")
     # The error analysis: what each variant gets wrong (clip4idc analyze), and the adapted model's worst pairs.
-    analyses, others = load_analyses(Path(inputs.analysis) / name, seeds, released=name in params.released)
+    analyses, others = load_analyses(analysis_files(Path(inputs.analysis) / name, seeds, name in params.released),
+                                     seeds)
     if all("confusion" in a for group in analyses.values() for a in group):
         confusion_plot({v: [a["confusion"] for a in group] for v, group in analyses.items()}, *figure("confusion"),
                        title=f"Change type on {label}: true vs caption")

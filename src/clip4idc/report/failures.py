@@ -28,8 +28,8 @@ from .qualitative import pair_kind
 from .tables import RELEASED_LABEL, _row, _table, latex_escape
 
 ANALYSIS_KEYS = ("variant", "seed", "split", "grammar", "n_pairs", "counts", "pairs")
-FAILURE_LABELS = {"right": "Right", "missed": "Missed change", "hallucinated": "Hallucinated change", "wrong_type": "Wrong type",
-                  "wrong_object": "Wrong object", "unparsed": "Unparsed"}
+FAILURE_LABELS = {"right": "Right", "missed": "Missed change", "hallucinated": "Hallucinated change",
+                  "wrong_type": "Wrong type", "wrong_object": "Wrong object", "unparsed": "Unparsed"}
 ATTRIBUTE_LABELS = {"size": "Size", "color": "Colour", "material": "Material", "shape": "Shape",
                     "new": "New colour / material"}
 _OTHER_LABELS = {"constant": BASELINE_LABEL, "released": RELEASED_LABEL}
@@ -49,23 +49,16 @@ def _check(content, source: str) -> dict:
     return content
 
 
-def load_analyses(analysis_dir: str | Path, seeds: Sequence[int],
-                  released: bool = False) -> tuple[dict[str, list[dict]], dict[str, dict]]:
-    """One dataset's analysis folder → ({variant: [analysis per seed]}, {"constant": its analysis, and with
-    `released` "released": the authors' released captioner's})."""
-    root = Path(analysis_dir)
-    files = {f"{v}/seed{s}": root / v / f"seed{s}.json" for v in VARIANTS for s in seeds}
-    others = ["constant", *(["released"] if released else [])]
-    files |= {name: root / f"{name}.json" for name in others}
-    missing = [str(p) for p in files.values() if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"report: {len(missing)} analysis file(s) missing (run `clip4idc analyze`): {missing}")
+def load_analyses(files: Mapping[str, Path], seeds: Sequence[int]) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+    """One dataset's analysis files (`build.analysis_files`: "<variant>/seed<seed>", "constant", maybe "released")
+    → ({variant: [analysis per seed]}, {"constant": its analysis, and "released" where given})."""
     read = {name: _check(read_json(path), str(path)) for name, path in files.items()}
     runs = {v: [read[f"{v}/seed{s}"] for s in seeds] for v in VARIANTS}
     splits = {(a["split"], a["n_pairs"]) for a in read.values()}
     if len(splits) > 1:
-        raise ValueError(f"{root}: analysis files of different splits or sizes: {sorted(splits)}")
-    return runs, {name: read[name] for name in others}
+        raise ValueError(f"analysis files of different splits or sizes {sorted(splits)}: "
+                         f"{sorted(map(str, files.values()))}")
+    return runs, {name: a for name, a in read.items() if name in ("constant", "released")}
 
 
 def _percent(values: Sequence[float | None]) -> str:
@@ -140,7 +133,8 @@ def attribute_table(runs: Mapping[str, list[dict]], label: str, suffix: str) -> 
     return _table(body, "l" + "r" * (1 + len(WRONG_ATTRIBUTES)), caption, "tab:attributes" + suffix)
 
 
-def gallery_examples(manifest: Sequence[Mapping], first_seed: Mapping[str, Mapping], *, per_kind: int = 1) -> list[dict]:
+def gallery_examples(manifest: Sequence[Mapping], first_seed: Mapping[str, Mapping], *,
+                     per_kind: int = 1) -> list[dict]:
     """The failure gallery's pairs: for each change type (and the distractors), the `per_kind` pairs on which the
     adapted model's caption (first seed) scores lowest by per-pair CIDEr-D, ties in manifest order; without change
     types, the lowest-scoring pairs overall (5 × `per_kind`). `first_seed`: {variant: its first seed's analysis}.
@@ -155,7 +149,8 @@ def gallery_examples(manifest: Sequence[Mapping], first_seed: Mapping[str, Mappi
         raise ValueError(f"gallery_examples: pairs {unknown[:5]} of the analysis are not in the manifest")
     order = {m["pair_id"]: k for k, m in enumerate(manifest)}
     present = {pair_kind(p) for p in ranked}
-    kinds = [k for k in (*CHANGE_TYPES, "change", "no change") if k in present]   # the change types' order, then the rest
+    # The change types in their usual order, then untyped change pairs and the distractors.
+    kinds = [k for k in (*CHANGE_TYPES, "change", "no change") if k in present]
     typed = any(p["change_type"] for p in ranked)
     chosen = []
     for k in (kinds if typed else [None]):

@@ -1,18 +1,19 @@
 """`clip4idc analyze`: the error analysis of one dataset's captions: per pair, each variant and seed's (and the
-constant baseline's, and where `released` lists the dataset the authors' released captioner's) sentence-level scores and outcome (missed change, hallucinated change, and on CLEVR-style
-data wrong change type, wrong object, unparsed), with the counts and confusion matrices the report prints
-(clip4idc/analysis/pairs.py). Reads only the prediction files, the split's references and its manifest.
+constant baseline's, and where `released` lists the dataset the authors' released captioner's) sentence-level
+scores and outcome (missed change, hallucinated change, and on CLEVR-style data wrong change type, wrong object,
+unparsed), with the counts and confusion matrices the report prints (clip4idc/analysis/pairs.py). Reads only the
+prediction files, the split's references and its manifest.
 
 Writes a folder: `<variant>/seed<seed>.json` for every variant and seed, `constant.json`, `released.json` (a
-dataset of `released`), and `references.json`
-(how the grammar and the no-change detector read the split's own references).
+dataset of `released`), and `references.json` (how the grammar and the no-change detector read the split's own
+references).
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ..params import VARIANTS
+from ..params import captioner_files
 from . import add_dataset
 
 HELP = "error analysis of a dataset's captions: per-pair scores, missed / hallucinated changes, change-type confusion"
@@ -26,8 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_dataset(p)
     p.add_argument("--data", required=True, help="prepared directory (its references and manifest are used)")
     p.add_argument("--predictions-dir", required=True, help="the dataset's folder of decoded captions: "
-                   "<variant>/seed<seed>.json for every variant and seed (`seeds`), constant.json and, for a dataset of "
-                   "`released`, released.json")
+                   "<variant>/seed<seed>.json for every variant and seed (`seeds`), constant.json and, for a "
+                   "dataset of `released`, released.json")
     p.add_argument("--out", required=True, help="folder to write (replaced whole)")
 
 
@@ -35,11 +36,7 @@ def run(args: argparse.Namespace, params) -> None:
     from ..data.prepared import Prepared
     split = params.decode.split  # analyse exactly the split that was decoded
     prepared = Prepared(args.data)
-    runs = {f"{v}/seed{s}": Path(args.predictions_dir) / v / f"seed{s}.json"
-            for v in VARIANTS for s in params.seeds}
-    runs["constant"] = Path(args.predictions_dir) / "constant.json"
-    if args.dataset in params.released:
-        runs["released"] = Path(args.predictions_dir) / "released.json"
+    runs = captioner_files(args.predictions_dir, params.seeds, released=args.dataset in params.released)
     analyze_predictions(runs, prepared.references(split), prepared.manifest(split), args.out, split=split,
                         dataset=args.dataset, grammar=params.data[args.dataset].format in GRAMMAR_FORMATS,
                         progress=args.progress)
@@ -47,8 +44,8 @@ def run(args: argparse.Namespace, params) -> None:
 
 def analyze_predictions(runs: dict[str, str | Path], references: dict[str, list[str]], manifest: list[dict],
                         out: str | Path, *, split: str, dataset: str, grammar: bool, progress: bool = True) -> None:
-    """`runs`: {"<variant>/seed<seed>", "constant" or "released": predictions file}. Every file is read and checked before
-    anything is written; the folder `out` appears whole or not at all."""
+    """`runs`: {"<variant>/seed<seed>", "constant" or "released": predictions file} (`params.captioner_files`).
+    Every file is read and checked before anything is written; the folder `out` appears whole or not at all."""
     from tqdm import tqdm
 
     from ..analysis.pairs import analyze_run, detector_coverage, reference_truths
