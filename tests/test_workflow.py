@@ -146,10 +146,11 @@ def _jobs_with_resources(*args: str) -> list[dict]:
         m = re.search(r"^(?:local)?rule (\w+):", block, re.M)
         if not m or m.group(1) == "all":
             continue
-        fields = dict(re.findall(r"^\s+(wildcards|threads|resources): (.*)$", block, re.M))
+        fields = dict(re.findall(r"^\s+(wildcards|threads|resources|priority): (.*)$", block, re.M))
         pairs = lambda key: dict(kv.split("=", 1) for kv in fields.get(key, "").split(", ") if kv)
         shell = re.search(r"^Shell command: (.*)$", block, re.M)
         jobs.append({"rule": m.group(1), "wildcards": pairs("wildcards"), "threads": int(fields.get("threads", 1)),
+                     "priority": int(fields.get("priority", 0)),
                      "resources": {k: _value(v) for k, v in pairs("resources").items()},
                      "cmd": shell.group(1) if shell else None})
     return jobs
@@ -235,3 +236,17 @@ def test_local_dry_runs_keep_working_with_gpu_resources():
     paper = _jobs_with_resources("-n", "--forceall", "--cores", "1", "all", "--config", "profile=paper")
     assert collections.Counter(j["rule"] for j in paper) == PAPER_COUNTS
     assert {j["resources"]["gpu"] for j in paper if j["rule"] == "adapt"} == {2}
+
+
+def test_the_longest_chain_is_scheduled_first():
+    """pretrain -> adapt -> the adapt variant's fine-tunings is the longest chain of the DAG: its jobs outrank the
+    other fine-tunings, which outrank every short job, so a free core never goes to a decoding or a scoring while
+    that chain waits (in the main command's run before priorities, two of the three adapt fine-tunings started
+    five minutes after they could have, behind decodings and scorings)."""
+    jobs = _jobs_with_resources("-n", "--forceall", "--cores", "4", "all")
+    rank = {(j["rule"], j["wildcards"].get("variant")): j["priority"] for j in jobs}
+    chain = {rank[("adapt", None)], rank[("finetune", "adapt")]}
+    others = {rank[("finetune", "clip-ft")], rank[("finetune", "no-adapt")]}
+    short = {p for (rule, _), p in rank.items() if rule not in {"adapt", "finetune"}}
+    assert min(chain) > max(others) > max(short), rank
+

@@ -34,6 +34,9 @@ rule adapt:
         live=directory("results/live/{dataset}/adapt"),
     params:
         tracked=tracked("adapt"),
+    # The longest chain is pretrain -> adapt -> the adapt variant's fine-tunings: started first, it does not wait
+    # behind decodings and scorings that are ready sooner (Snakemake runs higher priorities first).
+    priority: 2
     threads: stage_threads("adapt")
     resources:
         **stage_resources("adapt"),
@@ -88,6 +91,7 @@ rule finetune:
     params:
         tracked=tracked("finetune"),
         start=lambda wc: "--adapted" if wc.variant == "adapt" else "--clip",
+    priority: lambda wc: 2 if wc.variant == "adapt" else 1   # the adapt variant's ends the longest chain
     threads: stage_threads("finetune")
     resources:
         **stage_resources("finetune"),
