@@ -249,4 +249,8 @@ def test_the_longest_chain_is_scheduled_first():
     others = {rank[("finetune", "clip-ft")], rank[("finetune", "no-adapt")]}
     short = {p for (rule, _), p in rank.items() if rule not in {"adapt", "finetune"}}
     assert min(chain) > max(others) > max(short), rank
+    # Snakemake chooses the jobs with the largest sum of priorities that fits the cores: adaptation, using
+    # `threads` cores, must outweigh that many fine-tunings, or the scheduler starts them instead (seen).
+    adapt = next(j for j in jobs if j["rule"] == "adapt")
+    assert adapt["priority"] > adapt["threads"] * max(others), (adapt, rank)
 

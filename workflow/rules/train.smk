@@ -35,8 +35,10 @@ rule adapt:
     params:
         tracked=tracked("adapt"),
     # The longest chain is pretrain -> adapt -> the adapt variant's fine-tunings: started first, it does not wait
-    # behind decodings and scorings that are ready sooner (Snakemake runs higher priorities first).
-    priority: 2
+    # behind jobs that are ready sooner. Snakemake picks the set of jobs with the largest sum of priorities that
+    # fits the cores, so adaptation's must exceed what its threads would otherwise run: `threads` fine-tunings
+    # of priority 1 (tests/test_workflow.py).
+    priority: 10
     threads: stage_threads("adapt")
     resources:
         **stage_resources("adapt"),
