@@ -253,4 +253,3 @@ def test_the_longest_chain_is_scheduled_first():
     # `threads` cores, must outweigh that many fine-tunings, or the scheduler starts them instead (seen).
     adapt = next(j for j in jobs if j["rule"] == "adapt")
     assert adapt["priority"] > adapt["threads"] * max(others), (adapt, rank)
-
