@@ -69,3 +69,11 @@ def server():
     yield s
     s.httpd.shutdown()
     s.httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def snakemake_run(tmp_path_factory):
+    """The smoke DAG run by Snakemake (tests/whole_dag.py): read by the Snakemake tests and compared with DVC's
+    run by the DVC tests, which pytest-xdist may run in another worker; built once either way."""
+    from whole_dag import once_per_session, run_snakemake
+    return once_per_session(tmp_path_factory, "snake", run_snakemake)

@@ -8,7 +8,7 @@ file of the source changed; jobs downstream of them are left out) must be the st
 reports changed, and both must be exactly the jobs whose tracked keys or code files the edit touches.
 
 Slow: a Snakemake dry run and a `dvc status` per edit. That each closure holds what its stage imports is
-checked on a real run, in test_orchestrators.py.
+checked on a real run, in test_orchestrators_snakemake.py and test_orchestrators_dvc.py.
 """
 from __future__ import annotations
 
