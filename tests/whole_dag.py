@@ -69,8 +69,8 @@ def run_dvc(dest: Path) -> Path:
     return repo
 
 
-def once_per_session(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]) -> Path:
-    """`build(<empty folder>)`, done once for the whole test session, its result shared.
+def once_per_session(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """The folder `build(<empty folder>)` fills, built once for the whole test session and shared.
 
     Without pytest-xdist that is a session fixture's plain call. Under xdist each worker is a process with a
     basetemp of its own (<root>/gw0, <root>/gw1, ...): the folder is made in their common root, and a file lock
@@ -78,16 +78,17 @@ def once_per_session(tmp_path_factory: pytest.TempPathFactory, name: str, build:
     that failed in one worker is reported as such in the others, not built again.
     """
     if "PYTEST_XDIST_WORKER" not in os.environ:
-        return build(tmp_path_factory.mktemp(name))
+        target = tmp_path_factory.mktemp(name)
+        build(target)
+        return target
     root = tmp_path_factory.getbasetemp().parent
     target, done = root / name, root / f"{name}.done"
     with FileLock(str(root / f"{name}.lock")):
-        if done.is_file():
-            return Path(done.read_text())
-        if target.exists():
-            pytest.fail(f"{target} was left unfinished: building it failed in another pytest-xdist worker "
-                        "(see that test's error)")
-        target.mkdir()
-        result = build(target)
-        done.write_text(str(result))
-    return result
+        if not done.is_file():
+            if target.exists():
+                pytest.fail(f"{target} was left unfinished: building it failed in another pytest-xdist worker "
+                            "(see that test's error)")
+            target.mkdir()
+            build(target)
+            done.touch()
+    return target
