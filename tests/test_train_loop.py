@@ -255,3 +255,18 @@ def test_threads_follow_snakemakes_omp_num_threads(monkeypatch):
         assert set_threads(2) == min(2, os.cpu_count() or 1)   # an explicit --threads wins
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_stage_takes_its_params_threads_where_no_orchestrator_sets_them(monkeypatch):
+    """DVC sets no OMP_NUM_THREADS: a stage then runs with `execution.resources.<stage>.threads`, the count
+    Snakemake gives the same job, so both orchestrators write the same bits (the sums depend on the count)."""
+    from clip4idc.runtime import stage_threads
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert stage_threads(None, 1) == 1          # DVC, a hand run: the params' count
+    assert stage_threads(None, 0) is None       # 0: every core
+    assert stage_threads(3, 1) == 3             # --threads wins
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert stage_threads(None, 1) == 2          # Snakemake's job threads (capped at its --cores) win over params
+    assert stage_threads(None, 0) == 2
+    assert stage_threads(1, 0) == 1
+

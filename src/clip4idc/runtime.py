@@ -17,6 +17,20 @@ from .io import atomic_path
 REBUILD = "delete it and rerun the stage that writes it"
 
 
+def stage_threads(explicit: int | None, configured: int) -> int | None:
+    """How many threads a stage runs with: `--threads` where given; else OMP_NUM_THREADS, which Snakemake sets to
+    the job's `threads` (from the same params, capped at its --cores); else `configured`, the stage's
+    `execution.resources.<stage>.threads` (0: None, every core). The last is what a DVC or hand run gets, so
+    both orchestrators run each stage with the same count: float sums, and so the trained weights, depend on it
+    (measured: one adaptation step's loss differs in the 8th digit between 1 and 2 threads)."""
+    if explicit:
+        return explicit
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return configured or None
+
+
 def set_threads(threads: int | None) -> int:
     """Use at most the machine's cores: oversubscribed torch threads spin and slow everything.
     Under torchrun the cores are shared among the processes of this machine. Without `threads`,

@@ -25,8 +25,10 @@ def run(args: argparse.Namespace, params) -> int | None:
     launched = launch_per_gpu("adapt", params.execution.resources.adapt.gpus, args.argv)
     if launched is not None:
         return launched
+    from ..runtime import stage_threads
     from ..train.adapt import adapt
     adapt(args.data, args.clip, args.out, args.metrics, args.log, model_cfg=params.model, cfg=params.adapt,
-          checkpoint_every=params.execution.checkpoint_every, threads=args.threads, progress=args.progress,
+          checkpoint_every=params.execution.checkpoint_every,
+          threads=stage_threads(args.threads, params.execution.resources.adapt.threads), progress=args.progress,
           live=args.live, dataset=args.dataset)
     return None

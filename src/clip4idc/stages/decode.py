@@ -20,9 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, params) -> None:
+    from ..runtime import stage_threads
     d = params.decode
     decode_split(args.checkpoint, args.data, d.split, args.out, max_len=d.max_len, batch_size=d.batch_size,
-                 beam_size=d.beam_size, threads=args.threads, progress=args.progress)
+                 beam_size=d.beam_size, threads=stage_threads(args.threads, params.execution.resources.decode.threads),
+                 progress=args.progress)
 
 
 def decode_split(checkpoint: str | Path, prepared_dir: str | Path, split: str, out: str | Path, *,

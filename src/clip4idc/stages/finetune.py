@@ -35,8 +35,10 @@ def run(args: argparse.Namespace, params) -> int | None:
     launched = launch_per_gpu("finetune", params.execution.resources.finetune.gpus, args.argv)
     if launched is not None:
         return launched
+    from ..runtime import stage_threads
     from ..train.finetune import finetune
     finetune(args.data, args.variant, args.seed, args.clip, args.adapted, args.out, args.log,
              model_cfg=params.model, cfg=params.finetune, checkpoint_every=params.execution.checkpoint_every,
-             threads=args.threads, progress=args.progress, live=args.live, dataset=args.dataset)
+             threads=stage_threads(args.threads, params.execution.resources.finetune.threads),
+             progress=args.progress, live=args.live, dataset=args.dataset)
     return None

@@ -18,9 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, params) -> None:
+    from ..runtime import stage_threads
     from ..train.pretrain import export_clip, pretrain
     if params.model.pretrained == "pipeline":
-        pretrain(args.data, args.out, args.log, model_cfg=params.model, cfg=params.pretrain, threads=args.threads,
+        pretrain(args.data, args.out, args.log, model_cfg=params.model, cfg=params.pretrain,
+                 threads=stage_threads(args.threads, params.execution.resources.pretrain.threads),
                  progress=args.progress)
     else:
         export_clip(args.out, args.log, model_cfg=params.model)

@@ -42,8 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, params) -> None:
+    from ..runtime import stage_threads
     released(args.dataset, params, downloads=args.downloads, prepared_dir=args.data, adapt_out=args.adapt_out,
-             finetune_out=args.finetune_out, retrieval_out=args.retrieval, threads=args.threads,
+             finetune_out=args.finetune_out, retrieval_out=args.retrieval,
+             threads=stage_threads(args.threads, params.execution.resources.decode.threads),  # its rule takes decode's threads
              progress=args.progress)
 
 
