@@ -269,4 +269,3 @@ def test_a_stage_takes_its_params_threads_where_no_orchestrator_sets_them(monkey
     assert stage_threads(None, 1) == 2          # Snakemake's job threads (capped at its --cores) win over params
     assert stage_threads(None, 0) == 2
     assert stage_threads(1, 0) == 1
-

@@ -40,7 +40,9 @@ def _common(p: argparse.ArgumentParser, params: bool = True) -> None:
         p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         p.add_argument("--profile", default=None,
                        help="profile to apply from the params file (default: its `profile` key)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: OMP_NUM_THREADS where set, as Snakemake sets it; else the stage's "
+                        "execution.resources.<stage>.threads; 0 there, or a tool: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (they show on a terminal only)")
     # `clip4idc --debug STAGE ...` or `clip4idc STAGE ... --debug`: absent here, the global flag's value stays.
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)

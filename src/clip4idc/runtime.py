@@ -37,10 +37,7 @@ def set_threads(threads: int | None) -> int:
     OMP_NUM_THREADS where set: Snakemake sets it to a job's `threads`, so jobs of one thread each
     run side by side (`execution.resources.<stage>.threads`); otherwise every core."""
     cores = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    if not threads:
-        env = os.environ.get("OMP_NUM_THREADS", "")
-        threads = int(env) if env.isdigit() else None
-    n = min(threads or cores, cores)
+    n = min(stage_threads(threads, 0) or cores, cores)
     torch.set_num_threads(n)
     return n
 
