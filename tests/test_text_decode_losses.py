@@ -84,6 +84,27 @@ def test_truncation_keeps_end_token():
     assert tok.decode(out["target_ids"]) == [" ".join(["cube"] * 7)]
 
 
+def test_each_caption_is_encoded_once_with_the_same_ids(monkeypatch):
+    """training and target_vocabulary memoise a caption's BPE ids (each epoch tokenises the same captions again):
+    a caption seen before is not encoded again, a new one is, and the ids are open_clip's."""
+    tok = CaptionTokenizer(ARCH, 12)
+    captions = ["The Red ball  moved.", " ".join(["cube"] * 30), "", "no change !--", "a CUBE became &amp; blue"]
+    encoded = []
+    original = tok._bpe.encode
+    monkeypatch.setattr(tok._bpe, "encode", lambda text: encoded.append(text) or original(text))
+    first = tok.training(captions, trim=True)
+    assert encoded == captions
+    again = tok.training(captions + ["a new caption"], trim=True)
+    vocabulary = tok.target_vocabulary(captions)
+    assert encoded == captions + ["a new caption"]
+    for key in first:
+        assert torch.equal(again[key][:len(captions), :first[key].shape[1]], first[key])
+    # the same ids open_clip's tokenizer gives (retrieval is its call; test_training_is_retrieval_shifted_by_one)
+    full = tok.retrieval(captions)
+    assert vocabulary == sorted(({tok.eot_id} | set(full.flatten().tolist())) - {tok.sot_id, tok.pad_id})
+    assert tok.training([])["input_ids"].shape == (0, 12)
+
+
 def test_decode_round_trip_lowercases(tok):
     targets = tok.training(["The Blue CUBE became Yellow", "a small sphere was added"])["target_ids"]
     assert tok.decode(targets) == ["the blue cube became yellow", "a small sphere was added"]  # cut at <end>
