@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import open_clip
 import pytest
@@ -103,6 +104,12 @@ def test_each_caption_is_encoded_once_with_the_same_ids(monkeypatch):
     full = tok.retrieval(captions)
     assert vocabulary == sorted(({tok.eot_id} | set(full.flatten().tolist())) - {tok.sot_id, tok.pad_id})
     assert tok.training([])["input_ids"].shape == (0, 12)
+    # still picklable (as open_clip's tokenizer), memo and all
+    fresh = CaptionTokenizer(ARCH, 12)
+    fresh.training(captions)
+    copy = pickle.loads(pickle.dumps(fresh))
+    assert set(copy._memo) == set(captions)
+    assert all(torch.equal(copy.training(captions, trim=True)[key], first[key]) for key in first)
 
 
 def test_decode_round_trip_lowercases(tok):

@@ -12,7 +12,6 @@ Lengths follow the authors' data loaders, with `max_tokens` their `max_words` (p
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import open_clip
@@ -43,11 +42,21 @@ class CaptionTokenizer:
         # open_clip names them <start_of_text>/<end_of_text>; the authors' tokenizer, whose text
         # the evaluation cuts, <|startoftext|>/<|endoftext|> (same ids).
         self._authors_names = {self.sot_id: AUTHORS_START, self.eot_id: AUTHORS_END}
-        # A caption's BPE ids, memoised by its text: open_clip's `encode` cleans every text with ftfy and splits it
-        # with a regex, and each epoch tokenises the same captions again (a tiny fine-tuning step: 5.3 ms of its
-        # ~130 for 32 captions before, 0.4 after, bench/README.md). Tuples, so no caller can change a cached entry;
-        # bounded, as a real dataset's training captions number in the hundreds of thousands.
-        self._ids = functools.lru_cache(maxsize=1 << 18)(lambda text: tuple(self._bpe.encode(text)))
+        # A caption's BPE ids, memoised by its text (`_ids`): open_clip's `encode` cleans every text with ftfy and
+        # splits it with a regex, and each epoch tokenises the same captions again (a tiny fine-tuning step: 5.3 ms of
+        # its ~130 for 32 captions before, 0.8 after, bench/README.md). A plain dict, so the tokenizer still pickles.
+        self._memo: dict[str, tuple[int, ...]] = {}
+
+    MEMO_SIZE = 1 << 18   # captions; a real dataset's training captions number in the hundreds of thousands
+
+    def _ids(self, caption: str) -> tuple[int, ...]:
+        """open_clip's BPE ids of `caption`, encoded once (a tuple: no caller can change a memoised entry)."""
+        ids = self._memo.get(caption)
+        if ids is None:
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo.clear()
+            ids = self._memo[caption] = tuple(self._bpe.encode(caption))
+        return ids
 
     def retrieval(self, captions: Sequence[str] | str) -> torch.Tensor:
         """`<start> caption <end>` padded with 0 → LongTensor [N, max_tokens], for CLIP's text encoder."""
