@@ -44,7 +44,7 @@ class CaptionTokenizer:
         self._authors_names = {self.sot_id: AUTHORS_START, self.eot_id: AUTHORS_END}
         # A caption's BPE ids, memoised by its text (`_ids`): open_clip's `encode` cleans every text with ftfy and
         # splits it with a regex, and each epoch tokenises the same captions again (a tiny fine-tuning step: 5.3 ms of
-        # its ~130 for 32 captions before, 0.8 after, bench/README.md). A plain dict, so the tokenizer still pickles.
+        # its ~130 for 32 captions before, 0.4 after, bench/README.md). A plain dict, so the tokenizer still pickles.
         self._memo: dict[str, tuple[int, ...]] = {}
 
     MEMO_SIZE = 1 << 18   # captions; a real dataset's training captions number in the hundreds of thousands
