@@ -43,11 +43,12 @@ class CaptionTokenizer:
         # the evaluation cuts, <|startoftext|>/<|endoftext|> (same ids).
         self._authors_names = {self.sot_id: AUTHORS_START, self.eot_id: AUTHORS_END}
         # A caption's BPE ids, memoised by its text (`_ids`): open_clip's `encode` cleans every text with ftfy and
-        # splits it with a regex, and each epoch tokenises the same captions again (a tiny fine-tuning step: 5.3 ms of
-        # its ~130 for 32 captions before, 0.4 after, bench/README.md). A plain dict, so the tokenizer still pickles.
+        # splits it with a regex, and each epoch tokenises the same captions again. With `training` building its
+        # tensors in one call each, a tiny fine-tuning step's 32 captions cost 0.4 ms of its ~130, not 5.3
+        # (bench/README.md). A plain dict, so the tokenizer still pickles.
         self._memo: dict[str, tuple[int, ...]] = {}
 
-    MEMO_SIZE = 1 << 18   # captions; a real dataset's training captions number in the hundreds of thousands
+    MEMO_SIZE = 1 << 18   # captions: the memo's memory stays bounded whatever the dataset
 
     def _ids(self, caption: str) -> tuple[int, ...]:
         """open_clip's BPE ids of `caption`, encoded once (a tuple: no caller can change a memoised entry)."""
@@ -76,7 +77,7 @@ class CaptionTokenizer:
         length = self.max_tokens
         inputs, targets, real = [], [], []
         for caption in captions:
-            words = list(self._ids(caption)[:length - 1])
+            words = self._ids(caption)[:length - 1]
             padding = [self.pad_id] * (length - len(words) - 1)
             inputs.append([self.sot_id, *words, *padding])
             targets.append([*words, self.eot_id, *padding])
