@@ -203,6 +203,34 @@ def test_caption_dataset_groups_change_and_no_change(data_prepared):
     assert batch["role"].tolist() == [0, 1, 0, 1, 0, 1] and len(batch["text"]) == 6
 
 
+def test_no_change_p_leaves_out_some_scenes_no_change_pair_per_epoch(data_prepared):
+    """finetune.no_change_p: a scene's no-change pair is trained on in about that share of epochs, drawn
+    from the seed; the change pair and both references stay what the full dataset gives."""
+    full = CaptionDataset(data_prepared, "train", seed=5)
+    half = CaptionDataset(data_prepared, "train", seed=5, no_change_p=0.5)
+    again = CaptionDataset(data_prepared, "train", seed=5, no_change_p=0.5)
+    kept = 0
+    for epoch in range(20):
+        for ds in (full, half, again):
+            ds.set_epoch(epoch)
+        for i in range(len(full)):
+            a, b = full[i], half[i]
+            assert b["role"].tolist() in ([0], [0, 1])
+            n = len(b["role"])
+            assert b["text"] == a["text"][:n]
+            assert torch.equal(b["before"], a["before"][:n]) and torch.equal(b["after"], a["after"][:n])
+            assert again[i]["text"] == b["text"]            # the same draw every time it is read
+            kept += n == 2
+    assert 0.35 < kept / (20 * len(full)) < 0.65           # 200 draws at p = 0.5
+    # A batch may hold no no-change pair at all: that role then adds 0, not NaN, to the loss.
+    from clip4idc.train.losses import token_loss
+    logits, targets = torch.randn(5, 7), torch.randint(0, 7, (5,))
+    only_change = token_loss(logits, targets, torch.zeros(5, dtype=torch.long), n_roles=2)
+    assert torch.isclose(only_change, torch.nn.functional.cross_entropy(logits, targets))
+    with pytest.raises(ValueError, match="no_change_p"):
+        CaptionDataset(data_prepared, "train", seed=5, no_change_p=0.0)
+
+
 def test_collate_rejects_mixed_items(data_prepared):
     with pytest.raises(ValueError, match="different keys"):
         collate([PairDataset(data_prepared, "val")[0], PretrainDataset(data_prepared, "val")[0]])

@@ -214,10 +214,19 @@ class CaptionDataset(Dataset):
 
     → {"before": [k,3,S,S], "after": [k,3,S,S], "text": k strings, "role": LongTensor[k]} with
     role 0 for a change pair and 1 for a no-change pair; the loss sums the roles' means.
+
+    `no_change_p` < 1: in each epoch a scene's no-change pairs are trained on with this probability
+    (drawn per scene and epoch from the seed, so a resumed or repeated run draws the same), the others
+    left out of its item. The no-change loss keeps its weight (a role's mean over the tokens it has),
+    on fewer pairs. A scene without a change pair keeps its pairs. 1.0 (the paper) draws nothing.
     """
 
-    def __init__(self, prepared: Prepared, split: str, *, seed: int, tokens: PairTokens | None = None):
+    def __init__(self, prepared: Prepared, split: str, *, seed: int, tokens: PairTokens | None = None,
+                 no_change_p: float = 1.0):
+        if not 0.0 < no_change_p <= 1.0:
+            raise ValueError(f"no_change_p must be in (0, 1], got {no_change_p}")
         self.prepared, self.seed, self.epoch, self.tokens = prepared, seed, 0, tokens
+        self.no_change_p = float(no_change_p)
         groups: dict[str, list[dict]] = {}
         for m in prepared.manifest(split):
             groups.setdefault(m["group"], []).append(m)
@@ -233,9 +242,13 @@ class CaptionDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         pairs = self.groups[index]
         rng = _rng(self.seed, self.epoch, index)
+        texts = [m["references"][rng.integers(len(m["references"]))] for m in pairs]
+        # Drawn after the references, so a scene keeps the same references whatever no_change_p is.
+        if self.no_change_p < 1.0 and pairs[0]["changed"] and rng.random() >= self.no_change_p:
+            kept = [i for i, m in enumerate(pairs) if m["changed"]]
+            pairs, texts = [pairs[i] for i in kept], [texts[i] for i in kept]
         before, after = zip(*(_inputs(self.prepared, self.tokens, m) for m in pairs))
-        return {"before": torch.stack(before), "after": torch.stack(after),
-                "text": [m["references"][rng.integers(len(m["references"]))] for m in pairs],
+        return {"before": torch.stack(before), "after": torch.stack(after), "text": texts,
                 "role": torch.tensor([0 if m["changed"] else 1 for m in pairs], dtype=torch.long)}
 
 

@@ -142,7 +142,7 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
                                                         progress) for split in ("train", cfg.select_split))
             trained = CaptionModel(PrecomputedPairTokens(model.pair_encoder.embed_dim), model.captioner)
 
-        train_set = CaptionDataset(prepared, "train", seed=seed, tokens=train_tokens)
+        train_set = CaptionDataset(prepared, "train", seed=seed, tokens=train_tokens, no_change_p=cfg.no_change_p)
         batches = GlobalBatches(len(train_set), cfg.batch_size, seed, procs, stage="finetune")
         opt = finetune_optimizer(trained, cfg, t_total=cfg.epochs * batches.steps_per_epoch)
         resume = Resume(out_checkpoint, fingerprint(stage="finetune", variant=variant, seed=seed,
