@@ -108,3 +108,57 @@ def test_trimmed_captions_keep_every_real_position_and_the_loss():
         memories = model.encode(before, after)
         logits = [model.captioner.decode(t["input_ids"], memories, positions=t["target_mask"]) for t in (full, trimmed)]
     torch.testing.assert_close(logits[1], logits[0], rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- standardised pair tokens
+
+def test_standardised_inputs_are_what_the_captioner_reads_and_a_checkpoint_carries_them(prepared, tmp_path):
+    """`finetune.standardize_tokens`: the captioner reads (tokens - shift) / scale, the same from
+    precomputed tokens (training) as from images (decode), and through its checkpoint."""
+    from clip4idc.models.build import load_caption_model
+    from clip4idc.params import load
+    from clip4idc.runtime import save_checkpoint
+    model = _model(True, prepared.image_size).eval()
+    plain = copy.deepcopy(model)
+    tokens = encode_pairs(model.pair_encoder, prepared, "train", 4, torch.device("cpu"), progress=False)
+    flat = tokens.tokens.flatten(0, 1)
+    shift, scale = flat.mean(0), flat.std(0)
+    model.captioner.standardize_inputs(shift, scale)
+    x = tokens.tokens[:3]
+    with torch.no_grad():
+        for got, want in zip(model.captioner.encode(x), plain.captioner.encode((x - shift) / scale)):
+            torch.testing.assert_close(got, want)
+        assert not torch.allclose(model.captioner.encode(x)[-1], plain.captioner.encode(x)[-1])
+    # Decode rebuilds the model from its checkpoint alone: the same shift and scale, the same logits.
+    params = load("params.yaml", profile="smoke")
+    save_checkpoint(tmp_path / "m.pt", {"kind": "finetune", "variant": "no-adapt", "seed": 0,
+                                        "state_dict": model.state_dict(),
+                                        "model": params.model.model_copy(update={"output_vocab": "clip"})
+                                        .model_dump(mode="json")})
+    loaded = load_caption_model(tmp_path / "m.pt")[0]
+    assert torch.equal(loaded.captioner.input_shift, shift) and torch.equal(loaded.captioner.input_scale, scale)
+    batch = collate([PairDataset(prepared, "val")[i] for i in range(2)])
+    ids = torch.tensor([[49406, 320]] * 2)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch["before"], batch["after"], ids),
+                                   model(batch["before"], batch["after"], ids))
+
+
+def test_standardising_refuses_bad_statistics_and_a_trainable_pair_encoder(prepared, tmp_path):
+    from clip4idc.params import load
+    from clip4idc.train.finetune import finetune
+    captioner = _model(True, prepared.image_size).captioner
+    with pytest.raises(ValueError, match=r"\[128\]"):
+        captioner.standardize_inputs(torch.zeros(64), torch.ones(64))
+    with pytest.raises(ValueError, match="positive"):
+        captioner.standardize_inputs(torch.zeros(128), torch.zeros(128))
+    captioner.standardize_inputs(torch.zeros(128), torch.ones(128))
+    with pytest.raises(ValueError, match="already"):
+        captioner.standardize_inputs(torch.zeros(128), torch.ones(128))
+    # The statistics are those of a frozen encoder's tokens: with a trainable one they would go stale.
+    params = load("params.yaml", profile="smoke")
+    cfg = params.finetune.model_copy(update={"standardize_tokens": True, "freeze": ()})
+    with pytest.raises(ValueError, match=r"standardize_tokens.*pair_encoder"):
+        finetune(prepared.root, "no-adapt", 0, None, None, tmp_path / "m.pt", tmp_path / "log.json",
+                 model_cfg=params.model, cfg=cfg, progress=False)
+    assert not (tmp_path / "m.pt").exists()

@@ -211,6 +211,8 @@ class FinetuneParams(Section):
     batch_size: int = Field(ge=1)                   # scenes (groups) per step
     no_change_p: float = Field(gt=0, le=1)          # share of scenes whose no-change pair an epoch trains on
                                                     # (1.0: every one, as the paper)
+    standardize_tokens: bool                        # captioner reads the frozen pair encoder's tokens centred
+                                                    # and scaled per dimension (training split's statistics)
     patience: int = Field(ge=1)                     # stop once more than this many epochs in a row bring
                                                     # no gain (the authors' count: 10 stops after the 11th)
     freeze: tuple[str, ...]                         # name prefixes of parameters frozen in fine-tuning

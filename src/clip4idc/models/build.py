@@ -262,6 +262,9 @@ def load_caption_model(checkpoint: str | Path) -> tuple[CaptionModel, dict]:
     embedding_ids = ckpt["state_dict"].get("captioner.embedding_ids")
     if embedding_ids is not None:   # and a compact word embedding: the same rows
         model.captioner.compact_embedding(embedding_ids)
+    shift = ckpt["state_dict"].get("captioner.input_shift")
+    if shift is not None:   # trained on standardised pair tokens: standardise them the same way
+        model.captioner.standardize_inputs(shift, ckpt["state_dict"]["captioner.input_scale"])
     _load_state(model, ckpt["state_dict"], checkpoint, "the model its own `model` section describes",
                 rebuild_hint(checkpoint))
     return model.eval(), ckpt

@@ -183,6 +183,9 @@ class Captioner(nn.Module):
             part.apply(_init_bert)
         self.register_buffer("output_ids", None)      # all of CLIP's words until `restrict_output`
         self.register_buffer("embedding_ids", None)   # the word embedding's rows are CLIP's ids until `compact_embedding`
+        # Per-dimension shift and scale of the pair tokens, set by `standardize_inputs`; None: tokens as given.
+        self.register_buffer("input_shift", None)
+        self.register_buffer("input_scale", None)
         # The embedding rows of the output vocabulary once compact: fixed from then on (restrict_output refuses),
         # so found once, not at every decoding step. Derived, so not saved.
         self.register_buffer("output_rows", None, persistent=False)
@@ -233,6 +236,25 @@ class Captioner(nn.Module):
         self.embedding_ids = ids
         self.output_rows = self._rows(self.output_ids, ids, "word embedding")
 
+    def standardize_inputs(self, shift: torch.Tensor, scale: torch.Tensor) -> None:
+        """From now on `encode` reads (pair tokens - shift) / scale, per dimension ([hidden] each).
+
+        For a frozen pair encoder (`finetune.standardize_tokens`): the training split's mean and sd of its
+        tokens. A frozen encoder whose tokens are all alike (the adapted one's: mean cosine 0.84 within a
+        pair) hands the captioner a large shared component and small differences; centred and scaled, the
+        differences are what the first layer sees. The two become buffers, so a checkpoint carries them.
+        """
+        if self.input_shift is not None:
+            raise ValueError("the captioner's inputs are already standardised")
+        shift, scale = torch.as_tensor(shift, dtype=torch.float32), torch.as_tensor(scale, dtype=torch.float32)
+        if shift.shape != (self.hidden,) or scale.shape != (self.hidden,):
+            raise ValueError(f"shift and scale must be [{self.hidden}] each, got {tuple(shift.shape)} and "
+                             f"{tuple(scale.shape)}")
+        if not (torch.isfinite(shift).all() and torch.isfinite(scale).all() and (scale > 0).all()):
+            raise ValueError("shift must be finite and scale finite and positive in every dimension")
+        device = self.ln_embed.weight.device
+        self.input_shift, self.input_scale = shift.to(device), scale.to(device)
+
     def _rows(self, token_ids: torch.Tensor, table: torch.Tensor | None, what: str) -> torch.Tensor:
         """BPE ids → their positions in the sorted id table `table` (the ids themselves without one)."""
         if table is None:
@@ -273,6 +295,8 @@ class Captioner(nn.Module):
         """[B, N, hidden] pair tokens → the output of every encoder layer (one memory per decoder layer)."""
         if visual_tokens.shape[-1] != self.hidden:
             raise ValueError(f"visual tokens have width {visual_tokens.shape[-1]}, the captioner {self.hidden}")
+        if self.input_shift is not None:
+            visual_tokens = (visual_tokens - self.input_shift) / self.input_scale
         memories, x = [], visual_tokens
         for layer in self.encoder:
             x = layer(x)

@@ -141,6 +141,12 @@ def finetune(prepared_dir: str | Path, variant: str, seed: int, clip_weights: st
             train_tokens, select_tokens = (encode_pairs(model.pair_encoder, prepared, split, cfg.eval_batch_size, dev,
                                                         progress) for split in ("train", cfg.select_split))
             trained = CaptionModel(PrecomputedPairTokens(model.pair_encoder.embed_dim), model.captioner)
+        if cfg.standardize_tokens:
+            if train_tokens is None:
+                raise ValueError("finetune.standardize_tokens: true needs the whole pair encoder frozen "
+                                 "(finetune.freeze: [pair_encoder.]): its tokens' statistics must not change")
+            flat = train_tokens.tokens.flatten(0, 1)   # every token of every training pair
+            model.captioner.standardize_inputs(flat.mean(0), flat.std(0).clamp_min(1e-6))
 
         train_set = CaptionDataset(prepared, "train", seed=seed, tokens=train_tokens, no_change_p=cfg.no_change_p)
         batches = GlobalBatches(len(train_set), cfg.batch_size, seed, procs, stage="finetune")
