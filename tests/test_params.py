@@ -102,6 +102,8 @@ def test_paper_profile_is_the_papers_setting_on_three_datasets():
     assert (p.adapt.optim.lr, p.adapt.optim.coef_lr, p.adapt.batch_size, p.adapt.epochs) == (1.0e-4, 1.0e-3, 128, 12)
     assert (p.finetune.optim.lr, p.finetune.optim.coef_lr, p.finetune.coef_lr_tied) == (1.0e-4, 1.0e-3, None)
     assert (p.finetune.epochs, p.finetune.patience, p.finetune.batch_size) == (50, 10, 16)
+    # Every pair's tokens as they are, every no-change pair trained on: the authors' captioning loss.
+    assert (p.finetune.standardize_tokens, p.finetune.no_change_p) == (False, 1.0)
     assert p.prepare.image_size == 224 and p.decode.max_len == 32
 
 
