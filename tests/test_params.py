@@ -76,6 +76,20 @@ def test_decode_longer_than_model_tokens_is_refused():
         params.resolve(raw)
 
 
+def test_standardised_tokens_with_a_trainable_pair_encoder_are_refused_at_load():
+    """Said when params load: under the paper profile fine-tuning would otherwise start hours later, then stop."""
+    raw = copy.deepcopy(RAW)
+    raw["profiles"]["paper"]["finetune"]["standardize_tokens"] = True
+    with pytest.raises(params.ParamsError, match=r"standardize_tokens.*pair_encoder"):
+        params.resolve(raw, "paper")
+    embedded = copy.deepcopy(RAW)
+    embedded["finetune"]["freeze"] = ["pair_encoder"]   # a prefix of every pair-encoder name: frozen whole
+    assert params.resolve(embedded).finetune.standardize_tokens
+    embedded["finetune"]["freeze"] = ["pair_encoder.visual."]   # the new pair parameters would train
+    with pytest.raises(params.ParamsError, match="standardize_tokens"):
+        params.resolve(embedded)
+
+
 def test_snakemake_config_may_only_switch_profile(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(RAW))

@@ -157,6 +157,7 @@ def test_standardising_refuses_bad_statistics_and_a_trainable_pair_encoder(prepa
         captioner.standardize_inputs(torch.zeros(128), torch.ones(128))
     # The statistics are those of a frozen encoder's tokens: with a trainable one they would go stale.
     params = load("params.yaml", profile="smoke")
+    # (model_copy skips validation, as a caller building the config by hand might: params refuse it at load)
     cfg = params.finetune.model_copy(update={"standardize_tokens": True, "freeze": ()})
     with pytest.raises(ValueError, match=r"standardize_tokens.*pair_encoder"):
         finetune(prepared.root, "no-adapt", 0, None, None, tmp_path / "m.pt", tmp_path / "log.json",

@@ -225,6 +225,14 @@ class FinetuneParams(Section):
     amp: bool                                       # bf16 autocast on a GPU; a CPU always runs fp32
     optim: OptimParams
 
+    @model_validator(mode="after")
+    def _standardize_needs_a_frozen_encoder(self) -> "FinetuneParams":
+        # Said when params load, not hours later when fine-tuning starts (train/finetune.py checks it again).
+        if self.standardize_tokens and not any("pair_encoder.".startswith(prefix) for prefix in self.freeze):
+            raise ValueError("standardize_tokens: true needs the whole pair encoder frozen (freeze: "
+                             f"[pair_encoder.]): its tokens' statistics must not change; freeze is {list(self.freeze)}")
+        return self
+
 
 class DecodeParams(Section):
     split: Literal["val", "test"]
